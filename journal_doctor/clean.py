@@ -1,0 +1,269 @@
+"""`clean`: the scan's judgement, then the break protocol for every orphaned artifact.
+
+Between the scan and the removal a live worker may release the lock and another may take a new
+one at the same name. So each lock is re-observed and re-judged with a fresh holder survey, then
+renamed to a private name in the same directory (atomic: exactly one doctor can win it), and
+unlinked only if it is still the very file that was judged (device, inode, mtime, kind, symlink
+target). Anything else is put back where it was and reported as a conflict. No step follows a
+symlink: every call works on names relative to a directory fd with follow_symlinks=False.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import time
+import uuid
+from collections.abc import Callable, Iterable
+
+from .discover import LockCandidate, doctor_break_name
+from .model import (
+    CleanReport,
+    Identity,
+    LeftoverReport,
+    LockKind,
+    LockReport,
+    Outcome,
+    OutcomeKind,
+    ScanReport,
+    Thresholds,
+    Verdict,
+)
+from .observe import Observer
+from .scan import Progress, judge_all, scan, survey_for
+
+# Called with the plan (every artifact's intended outcome); True means go ahead.
+Confirm = Callable[[ScanReport, tuple[Outcome, ...]], bool]
+# Test seam: called with a lock's path after it was re-judged and just before the rename.
+BeforeBreak = Callable[[str], None]
+
+_POLL_SECONDS = 0.2
+
+
+def plan(report: ScanReport) -> tuple[Outcome, ...]:
+    """Every artifact with what clean would do to it: only `orphaned` ones are ever removed."""
+    outcomes: list[Outcome] = []
+    for lock in report.locks:
+        kind = OutcomeKind.WOULD_REMOVE if lock.verdict is Verdict.ORPHANED else OutcomeKind.KEPT
+        outcomes.append(Outcome(lock.path, kind, lock.judgement.reason, lock.verdict))
+    for leftover in report.leftovers:
+        kind = (
+            OutcomeKind.WOULD_REMOVE if leftover.verdict is Verdict.ORPHANED else OutcomeKind.KEPT
+        )
+        outcomes.append(Outcome(leftover.path, kind, leftover.judgement.reason, leftover.verdict))
+    return tuple(outcomes)
+
+
+def _identity_of(st: os.stat_result, target: str | None) -> Identity:
+    if stat.S_ISLNK(st.st_mode):
+        kind = LockKind.SYMLINK
+    elif stat.S_ISREG(st.st_mode):
+        kind = LockKind.FILE
+    else:
+        kind = LockKind.OTHER
+    return Identity(st.st_dev, st.st_ino, st.st_mtime_ns, kind, target)
+
+
+def _failure_advice(err: OSError, owner: str | None) -> str:
+    what = err.strerror or str(err)
+    if err.errno in (errno.EACCES, errno.EPERM):
+        who = f"as {owner} (its owner) or as root" if owner else "as its owner or as root"
+        return f"{what}: run the doctor {who}"
+    if err.errno == errno.EROFS:
+        return f"{what}: clean it from a host that mounts this filesystem read-write"
+    return f"{what}: remove it by hand once you have checked nothing holds it"
+
+
+class _Directory:
+    """An fd on the lock's directory, checked to be the directory that was scanned."""
+
+    def __init__(self, path: str, expected: tuple[int, int]) -> None:
+        self.fd = os.open(path or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        st = os.fstat(self.fd)
+        if (st.st_dev, st.st_ino) != expected:
+            os.close(self.fd)
+            raise FileNotFoundError(errno.ENOENT, "the directory was replaced since the scan")
+
+    def __enter__(self) -> int:
+        return self.fd
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+
+def _read_target(name: str, dir_fd: int, st: os.stat_result) -> str | None:
+    return os.readlink(name, dir_fd=dir_fd) if stat.S_ISLNK(st.st_mode) else None
+
+
+def break_lock(judged: LockReport, before_break: BeforeBreak | None = None) -> Outcome:
+    """Remove one lock judged orphaned (and re-judged just now) if it is still that lock."""
+    obs = judged.observation
+    path = obs.path
+    directory, name = os.path.split(path)
+    verdict = judged.verdict
+    try:
+        with _Directory(directory, obs.directory_key) as dir_fd:
+            if before_break is not None:
+                before_break(path)
+            private = doctor_break_name(name, uuid.uuid4().hex)
+            try:
+                os.rename(name, private, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except FileNotFoundError:
+                return Outcome(path, OutcomeKind.GONE, "Released before the break.", verdict)
+            st = os.stat(private, dir_fd=dir_fd, follow_symlinks=False)
+            found = _identity_of(st, _read_target(private, dir_fd, st))
+            if found == obs.identity:
+                os.unlink(private, dir_fd=dir_fd)
+                return Outcome(path, OutcomeKind.REMOVED, judged.judgement.reason, verdict)
+            # Not the lock that was judged: a worker released it and another took a new one.
+            try:
+                os.link(private, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+            except FileExistsError:
+                return Outcome(
+                    path,
+                    OutcomeKind.CONFLICT,
+                    "Changed since it was judged and a newer lock took the name meanwhile; the"
+                    f" one found is left at {private} for a later scan to judge.",
+                    verdict,
+                )
+            os.unlink(private, dir_fd=dir_fd)
+            return Outcome(
+                path,
+                OutcomeKind.CONFLICT,
+                "Changed since it was judged (a new lock took its place); put back untouched.",
+                verdict,
+            )
+    except FileNotFoundError as err:
+        return Outcome(path, OutcomeKind.GONE, f"Gone before the break ({err.strerror}).", verdict)
+    except OSError as err:
+        return Outcome(path, OutcomeKind.FAILED, _failure_advice(err, obs.owner), verdict)
+
+
+def remove_leftover(leftover: LeftoverReport, thresholds: Thresholds) -> Outcome:
+    directory, name = os.path.split(leftover.path)
+    verdict = leftover.verdict
+    try:
+        with _Directory(directory, leftover.directory_key) as dir_fd:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            age = time.time() - max(st.st_mtime, st.st_ctime)
+            if (st.st_dev, st.st_ino) != (leftover.device, leftover.inode):
+                return Outcome(
+                    leftover.path, OutcomeKind.CONFLICT, "Changed since it was judged.", verdict
+                )
+            if age < thresholds.min_age:
+                return Outcome(
+                    leftover.path,
+                    OutcomeKind.KEPT,
+                    "Renamed again since it was judged; a release may be in progress.",
+                    Verdict.RECENT,
+                )
+            os.unlink(name, dir_fd=dir_fd)
+            return Outcome(leftover.path, OutcomeKind.REMOVED, leftover.judgement.reason, verdict)
+    except FileNotFoundError:
+        return Outcome(leftover.path, OutcomeKind.GONE, "Already gone.", verdict)
+    except OSError as err:
+        return Outcome(leftover.path, OutcomeKind.FAILED, _failure_advice(err, None), verdict)
+
+
+def rejudge(locks: Iterable[LockReport], thresholds: Thresholds) -> dict[str, LockReport | None]:
+    """Observe and judge these locks again, with a fresh holder survey (one pass for all)."""
+    observer = Observer()
+    fresh: dict[str, LockReport | None] = {}
+    observations = []
+    for lock in locks:
+        obs = lock.observation
+        again = observer.observe_lock(LockCandidate(obs.path, obs.journal, obs.root))
+        fresh[obs.path] = None
+        if again is not None:
+            observations.append(again)
+    for report in judge_all(observations, survey_for(observations), thresholds):
+        fresh[report.path] = report
+    return fresh
+
+
+def execute(
+    report: ScanReport, before_break: BeforeBreak | None = None
+) -> tuple[Outcome, ...]:
+    """Carry out the plan: break every orphaned lock, remove every orphaned leftover."""
+    thresholds = report.thresholds
+    to_break = [lock for lock in report.locks if lock.verdict is Verdict.ORPHANED]
+    fresh = rejudge(to_break, thresholds)
+    outcomes: list[Outcome] = []
+    for lock in report.locks:
+        if lock.verdict is not Verdict.ORPHANED:
+            outcomes.append(Outcome(lock.path, OutcomeKind.KEPT, lock.judgement.reason, lock.verdict))
+            continue
+        again = fresh.get(lock.path)
+        if again is None:
+            outcomes.append(
+                Outcome(lock.path, OutcomeKind.GONE, "Released before the break.", lock.verdict)
+            )
+        elif again.observation.identity != lock.observation.identity:
+            outcomes.append(
+                Outcome(
+                    lock.path,
+                    OutcomeKind.CONFLICT,
+                    "Changed since it was judged (released, and a new lock taken); left alone.",
+                    again.verdict,
+                )
+            )
+        elif again.verdict is not Verdict.ORPHANED:
+            outcomes.append(
+                Outcome(lock.path, OutcomeKind.KEPT, again.judgement.reason, again.verdict)
+            )
+        else:
+            # Identity and verdict agree, so break the lock as judged (with the directory
+            # identity taken at scan time).
+            outcomes.append(break_lock(lock, before_break))
+    for leftover in report.leftovers:
+        if leftover.verdict is Verdict.ORPHANED:
+            outcomes.append(remove_leftover(leftover, thresholds))
+        else:
+            outcomes.append(
+                Outcome(leftover.path, OutcomeKind.KEPT, leftover.judgement.reason, leftover.verdict)
+            )
+    return tuple(outcomes)
+
+
+def _still_settling(report: ScanReport) -> bool:
+    return bool(report.transient())
+
+
+def clean(
+    paths: Iterable[str] = (".",),
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    confirm: Confirm | None = None,
+    wait: float = 0.0,
+    min_age: float = 5.0,
+    shared_min_age: float = 30.0,
+    progress: Progress | None = None,
+    before_break: BeforeBreak | None = None,
+) -> CleanReport:
+    """Scan `paths` and remove what is orphaned.
+
+    Removes only with `force=True`, or when `confirm(report, plan)` returns True; otherwise (and
+    with `dry_run=True`) the outcomes say `would-remove` and nothing is touched. `wait` re-scans
+    for up to that many seconds until no lock is in flight (`active`, `recent`, or too young to
+    judge on a network filesystem), then cleans what is orphaned.
+    """
+    paths = tuple(paths)
+    started = time.monotonic()
+    report = scan(paths, min_age=min_age, shared_min_age=shared_min_age, progress=progress)
+    timed_out = False
+    if wait > 0:
+        deadline = started + wait
+        while _still_settling(report):
+            if time.monotonic() >= deadline:
+                timed_out = True
+                break
+            time.sleep(min(_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+            report = scan(paths, min_age=min_age, shared_min_age=shared_min_age)
+    waited = time.monotonic() - started if wait > 0 else 0.0
+    intended = plan(report)
+    has_work = any(o.kind is OutcomeKind.WOULD_REMOVE for o in intended)
+    go = has_work and not dry_run and (force or (confirm is not None and confirm(report, intended)))
+    outcomes = execute(report, before_break) if go else intended
+    return CleanReport(report, outcomes, waited_seconds=waited, wait_timed_out=timed_out)

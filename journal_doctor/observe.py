@@ -1,0 +1,214 @@
+"""Look at each candidate artifact: lstat, symlink target, journal, filesystem, boot time.
+
+Nothing here follows a lock symlink (lstat and readlink only) or opens anything that might
+block: the journal is opened only after its type was checked to be a regular file, and then
+with O_NONBLOCK.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from functools import cache
+
+from .discover import LeftoverCandidate, LockCandidate
+from .model import (
+    Filesystem,
+    Identity,
+    JournalState,
+    LockKind,
+    LockObservation,
+)
+
+# Filesystems where the lock's holder may be a process on another host, invisible from here.
+# Cluster filesystems on shared block devices (gfs2, ocfs2) and host shares into VMs (9p,
+# virtiofs, vboxsf) belong here for the same reason.
+NETWORK_FILESYSTEMS = frozenset(
+    {
+        "nfs", "nfs4", "cifs", "smb3", "smbfs", "smb2", "ncpfs", "afs", "coda",
+        "lustre", "gpfs", "beegfs", "ceph", "cephfs", "glusterfs", "orangefs", "pvfs2",
+        "panfs", "gfs2", "ocfs2", "9p", "virtiofs", "vboxsf", "davfs", "wekafs",
+    }
+)  # fmt: skip
+# FUSE filesystems known to be local; any other fuse.* is treated as a network filesystem,
+# because unknown must never be judged as if every holder were visible.
+LOCAL_FUSE = frozenset({"fuse.overlayfs", "fuse-overlayfs", "fuse.lxcfs", "fuse.portal"})
+
+
+def is_network_filesystem(fs_type: str) -> bool:
+    if fs_type in NETWORK_FILESYSTEMS:
+        return True
+    return fs_type.startswith("fuse") and fs_type not in LOCAL_FUSE
+
+
+@cache
+def user_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (KeyError, ImportError):
+        return str(uid)
+
+
+_JOURNAL_PROBE_BYTES = 64
+
+
+def _journal_state(journal: str) -> JournalState:
+    try:
+        # Follows a symlinked journal on purpose: a holder has the target open, and
+        # holders are matched by (device, inode).
+        st = os.stat(journal)
+    except OSError:
+        return JournalState(exists=False)
+    return JournalState(
+        exists=True,
+        size=st.st_size,
+        mtime=st.st_mtime,
+        device=st.st_dev,
+        inode=st.st_ino,
+        is_regular=stat.S_ISREG(st.st_mode),
+    )
+
+
+def _looks_like_journal(journal: str, state: JournalState) -> bool:
+    """Does the file beside a `.lock` look like an Optuna journal (JSON lines)?
+
+    This keeps `poetry.lock`, `.git/index.lock` and friends out of the report: their "journal"
+    is missing or is not JSON.
+    """
+    if not state.exists or not state.is_regular:
+        return False
+    if state.size == 0:
+        return True
+    try:
+        fd = os.open(journal, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        head = os.read(fd, _JOURNAL_PROBE_BYTES)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    stripped = head.lstrip(b" \t\r\n")
+    # A power loss can leave NULs where the first write should have been.
+    return not stripped or stripped[:1] in (b"{", b"\x00")
+
+
+class Observer:
+    """Inspects artifacts; caches the mount table, boot time and directory identities."""
+
+    def __init__(self, now: float | None = None) -> None:
+        self.now = time.time() if now is None else now
+        self._mounts: list[tuple[str, str]] | None = None
+        self._boot_time: float | None = None
+        self._filesystems: dict[str, Filesystem] = {}
+        self._directories: dict[str, tuple[int, int]] = {}
+
+    @property
+    def boot_time(self) -> float:
+        if self._boot_time is None:
+            import psutil
+
+            self._boot_time = psutil.boot_time()
+        return self._boot_time
+
+    def _mount_table(self) -> list[tuple[str, str]]:
+        if self._mounts is None:
+            import psutil
+
+            mounts = [(p.mountpoint, p.fstype) for p in psutil.disk_partitions(all=True)]
+            # Longest mount point first, so the first prefix match is the innermost mount.
+            mounts.sort(key=lambda m: len(m[0]), reverse=True)
+            self._mounts = mounts
+        return self._mounts
+
+    def filesystem_of(self, directory: str) -> Filesystem:
+        real = os.path.realpath(directory)
+        found = self._filesystems.get(real)
+        if found is None:
+            found = Filesystem("unknown", "", network=True)
+            for mountpoint, fs_type in self._mount_table():
+                prefix = mountpoint.rstrip("/") + "/"
+                if real == mountpoint or real.startswith(prefix):
+                    found = Filesystem(fs_type, mountpoint, is_network_filesystem(fs_type))
+                    break
+            self._filesystems[real] = found
+        return found
+
+    def directory_key(self, directory: str) -> tuple[int, int]:
+        key = self._directories.get(directory)
+        if key is None:
+            st = os.stat(directory)
+            key = (st.st_dev, st.st_ino)
+            self._directories[directory] = key
+        return key
+
+    def observe_lock(self, candidate: LockCandidate) -> LockObservation | None:
+        """None when the artifact vanished or is not an Optuna lock (poetry.lock, ...)."""
+        try:
+            st = os.lstat(candidate.path)
+        except FileNotFoundError:
+            return None  # released between discovery and now
+        journal = _journal_state(candidate.journal)
+        target: str | None = None
+        kind: LockKind
+        if stat.S_ISLNK(st.st_mode):
+            try:
+                target = os.readlink(candidate.path)
+            except OSError:
+                return None
+            # Optuna links `<J>.lock -> J as given`, so the target always ends with J's name.
+            if os.path.basename(target) == os.path.basename(candidate.journal):
+                kind = LockKind.SYMLINK
+            elif _looks_like_journal(candidate.journal, journal):
+                kind = LockKind.OTHER
+            else:
+                return None
+        elif stat.S_ISREG(st.st_mode):
+            if st.st_size == 0 and (
+                not journal.exists or _looks_like_journal(candidate.journal, journal)
+            ):
+                kind = LockKind.FILE
+            elif _looks_like_journal(candidate.journal, journal):
+                kind = LockKind.OTHER
+            else:
+                return None
+        elif _looks_like_journal(candidate.journal, journal):
+            kind = LockKind.OTHER
+        else:
+            return None
+
+        directory = os.path.dirname(candidate.path) or "."
+        resolved: str | None = None
+        dangling = False
+        if kind is LockKind.SYMLINK and target is not None:
+            resolved = os.path.normpath(os.path.join(directory, target))
+            dangling = not os.path.exists(resolved)
+        return LockObservation(
+            path=candidate.path,
+            journal=candidate.journal,
+            root=candidate.root,
+            identity=Identity(st.st_dev, st.st_ino, st.st_mtime_ns, kind, target),
+            age_seconds=max(0.0, self.now - st.st_mtime),
+            owner_uid=st.st_uid,
+            owner=user_name(st.st_uid),
+            filesystem=self.filesystem_of(directory),
+            predates_boot=st.st_mtime < self.boot_time,
+            dangling=dangling,
+            resolved_target=resolved,
+            journal_state=journal,
+            directory_key=self.directory_key(directory),
+        )
+
+    def leftover_age(self, candidate: LeftoverCandidate) -> tuple[os.stat_result, float] | None:
+        try:
+            st = os.lstat(candidate.path)
+        except FileNotFoundError:
+            return None
+        # A rename keeps the lock's mtime but sets ctime: a `.rename` made a moment ago by a
+        # release in progress must look young, or removing it would crash that worker.
+        changed = max(st.st_mtime, st.st_ctime)
+        return st, max(0.0, self.now - changed)

@@ -1,0 +1,1 @@
+"""Output formats: one module each (table for people, JSON for scripts)."""

@@ -1,0 +1,107 @@
+"""Machine output (`--json`, schema 1): the contract scripts depend on. Add keys, never rename."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from ..model import CleanReport, Holder, LeftoverReport, LockReport, Outcome, ScanReport
+from .text import json_path
+
+SCHEMA = 1
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+def holder_json(holder: Holder) -> dict[str, Any]:
+    return {
+        "pid": holder.pid,
+        "name": holder.name,
+        "user": holder.user,
+        "status": holder.status,
+        "started": _iso(holder.started),
+        "cmdline": holder.cmdline,
+        "writing": holder.writing,
+    }
+
+
+def lock_json(lock: LockReport) -> dict[str, Any]:
+    obs = lock.observation
+    journal = obs.journal_state
+    return {
+        "path": json_path(obs.path),
+        "journal": json_path(obs.journal),
+        "kind": obs.identity.kind.value,
+        "target": None if obs.identity.target is None else json_path(obs.identity.target),
+        "resolved_target": None if obs.resolved_target is None else json_path(obs.resolved_target),
+        "dangling": obs.dangling,
+        "age_seconds": round(obs.age_seconds, 3),
+        "owner_uid": obs.owner_uid,
+        "owner": obs.owner,
+        "filesystem": obs.filesystem.type,
+        "network_filesystem": obs.filesystem.network,
+        "predates_boot": obs.predates_boot,
+        "journal_exists": journal.exists,
+        "journal_size": journal.size,
+        "holders": [holder_json(h) for h in lock.holders],
+        "readers": [holder_json(h) for h in lock.readers],
+        "verdict": lock.verdict.value,
+        "reason": lock.judgement.reason,
+    }
+
+
+def leftover_json(leftover: LeftoverReport) -> dict[str, Any]:
+    return {
+        "path": json_path(leftover.path),
+        "journal": json_path(leftover.journal),
+        "origin": leftover.origin.value,
+        "age_seconds": round(leftover.age_seconds, 3),
+        "verdict": leftover.verdict.value,
+        "reason": leftover.judgement.reason,
+    }
+
+
+def outcome_json(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "path": json_path(outcome.path),
+        "outcome": outcome.kind.value,
+        "verdict": outcome.verdict.value,
+        "detail": outcome.detail,
+    }
+
+
+def scan_json(report: ScanReport, removed: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "host": report.host,
+        "roots": [json_path(r) for r in report.roots],
+        "min_age": report.thresholds.min_age,
+        "shared_min_age": report.thresholds.shared_min_age,
+        "locks": [lock_json(lock) for lock in report.locks],
+        "leftovers": [leftover_json(leftover) for leftover in report.leftovers],
+        "problems": [
+            {"path": json_path(p.path), "message": p.message} for p in report.problems
+        ],
+        "removed": [json_path(p) for p in removed],
+        "processes_examined": report.processes_examined,
+        "elapsed_seconds": round(report.elapsed_seconds, 4),
+        "needs_attention": report.needs_attention(),
+    }
+
+
+def clean_json(report: CleanReport) -> dict[str, Any]:
+    document = scan_json(report.scan, report.removed)
+    document["outcomes"] = [outcome_json(o) for o in report.outcomes]
+    document["waited_seconds"] = round(report.waited_seconds, 3)
+    document["wait_timed_out"] = report.wait_timed_out
+    document["needs_attention"] = report.needs_attention()
+    return document
+
+
+def dumps(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, allow_nan=False)
