@@ -1,7 +1,7 @@
 """journal-doctor: heal Optuna file journals after crashes.
 
-    import journal_doctor
-    journal_doctor.clean(["runs/"], force=True, wait=60)   # before optuna.create_study(...)
+import journal_doctor
+journal_doctor.clean(["runs/"], force=True, wait=60)   # before optuna.create_study(...)
 """
 
 from __future__ import annotations

@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> None:
                 os.fsync(log.fileno())
 
     study.optimize(objective, n_trials=args.trials, callbacks=[record])
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    print(f"{len(study.trials)} trials in the study, {len(complete)} complete", flush=True)
 
 
 if __name__ == "__main__":

@@ -182,9 +182,7 @@ def rejudge(locks: Iterable[LockReport], thresholds: Thresholds) -> dict[str, Lo
     return fresh
 
 
-def execute(
-    report: ScanReport, before_break: BeforeBreak | None = None
-) -> tuple[Outcome, ...]:
+def execute(report: ScanReport, before_break: BeforeBreak | None = None) -> tuple[Outcome, ...]:
     """Carry out the plan: break every orphaned lock, remove every orphaned leftover."""
     thresholds = report.thresholds
     to_break = [lock for lock in report.locks if lock.verdict is Verdict.ORPHANED]
@@ -192,7 +190,9 @@ def execute(
     outcomes: list[Outcome] = []
     for lock in report.locks:
         if lock.verdict is not Verdict.ORPHANED:
-            outcomes.append(Outcome(lock.path, OutcomeKind.KEPT, lock.judgement.reason, lock.verdict))
+            outcomes.append(
+                Outcome(lock.path, OutcomeKind.KEPT, lock.judgement.reason, lock.verdict)
+            )
             continue
         again = fresh.get(lock.path)
         if again is None:
@@ -221,7 +221,9 @@ def execute(
             outcomes.append(remove_leftover(leftover, thresholds))
         else:
             outcomes.append(
-                Outcome(leftover.path, OutcomeKind.KEPT, leftover.judgement.reason, leftover.verdict)
+                Outcome(
+                    leftover.path, OutcomeKind.KEPT, leftover.judgement.reason, leftover.verdict
+                )
             )
     return tuple(outcomes)
 

@@ -6,6 +6,7 @@ Exit codes: 0 nothing blocks a resume; 1 something needs attention; 2 usage erro
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from typing import Annotated, NoReturn, TypeVar
 
@@ -43,6 +44,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
+
 
 def _stdout_console() -> Console:
     # Piped output (logs of job scripts) is read later in wide viewers: do not squeeze tables
@@ -246,6 +248,38 @@ def clean(
         else:
             table.render_clean(stdout, report, quiet=quiet)
     raise typer.Exit(1 if report.needs_attention() else 0)
+
+
+@app.command()
+def demo(
+    trials: Annotated[int, typer.Option(min=1, help="Trials the resumed study runs.")] = 3,
+    compare: Annotated[
+        bool,
+        typer.Option(
+            "--compare", help="Also time Optuna resuming on its own (adds its 30 s grace period)."
+        ),
+    ] = False,
+) -> None:
+    """Crash a real Optuna worker holding its lock, then scan, clean and resume, with timings.
+
+    Runs in a temporary directory and removes it afterwards. Needs optuna (a dependency).
+    """
+    from .demo import DemoError, run_demo
+
+    started = time.monotonic()
+    try:
+        for step in run_demo(trials=trials, compare=compare):
+            stdout.rule(Text(step.title))
+            if step.detail:
+                stdout.print(Text(display_path(step.detail)))
+            if step.scan is not None:
+                table.render_scan(stdout, step.scan)
+            if step.clean is not None:
+                table.render_clean(stdout, step.clean)
+    except DemoError as err:
+        fail(f"demo failed: {err}")
+    stdout.rule(Text("Done"))
+    stdout.print(Text(f"Demo finished in {time.monotonic() - started:.1f} s; nothing left behind."))
 
 
 def main() -> None:

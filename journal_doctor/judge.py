@@ -132,9 +132,7 @@ def _judge(
     )
 
 
-def judge_leftover(
-    origin: LeftoverOrigin, age_seconds: float, thresholds: Thresholds
-) -> Judgement:
+def judge_leftover(origin: LeftoverOrigin, age_seconds: float, thresholds: Thresholds) -> Judgement:
     """Leftovers block nobody; only a young one may still belong to a release in progress."""
     who = "Optuna's release" if origin is LeftoverOrigin.OPTUNA_RELEASE else "a doctor's break"
     if age_seconds < thresholds.min_age:

@@ -90,7 +90,8 @@ def scan(
     thresholds = Thresholds(min_age=min_age, shared_min_age=shared_min_age)
     roots = check_roots(paths)
     problems: list[ScanProblem] = []
-    candidates = list(discover(roots, problems.append))
+    # Sorted, so that reports and JSON are stable from one run to the next.
+    candidates = sorted(discover(roots, problems.append), key=lambda c: c.path)
     notify(ProgressEvent("discovered", len(candidates)))
 
     observer = Observer()

@@ -80,14 +80,13 @@ class Workers:
         ]  # fmt: skip
         if log is not None:
             cmd += ["--log", str(log)]
-        proc = subprocess.Popen(
-            cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.procs.append(proc)
         return proc
 
-    def start_busy(self, journal: Path, lock: str = "symlink", cwd: Path | None = None,
-                   **kw: object) -> subprocess.Popen[bytes]:
+    def start_busy(
+        self, journal: Path, lock: str = "symlink", cwd: Path | None = None, **kw: object
+    ) -> subprocess.Popen[bytes]:
         """A worker that has begun writing trials (so a kill can catch it holding the lock)."""
         absolute = journal if cwd is None else Path(cwd) / journal
         before = line_count(absolute)
@@ -96,8 +95,9 @@ class Workers:
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         return proc
 
-    def kill_holding(self, journal: Path, lock: str = "symlink", cwd: Path | None = None,
-                     attempts: int = 40) -> int:
+    def kill_holding(
+        self, journal: Path, lock: str = "symlink", cwd: Path | None = None, attempts: int = 40
+    ) -> int:
         """SIGKILL a busy worker while it holds the lock; loop until a kill leaves the lock.
 
         Returns the pid of the killed holder.
@@ -157,8 +157,9 @@ def workers() -> Iterator[Workers]:
         w.stop_all()
 
 
-def run_doctor(*args: str, cwd: Path | None = None, stdin: str | None = None,
-               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_doctor(
+    *args: str, cwd: Path | None = None, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a subprocess (no TTY on stdin unless a test makes one)."""
     return subprocess.run(
         [PYTHON, "-m", "journal_doctor", *args],

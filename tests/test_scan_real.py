@@ -104,7 +104,7 @@ def test_busy_live_worker_is_never_orphaned(tmp_path: Path, workers: Workers, ki
     workers.start_busy(journal, kind)
     seen = set()
     for _ in range(40):
-        code, document = doctor_json("scan", "--min-age", "0.5", str(tmp_path))
+        _code, document = doctor_json("scan", "--min-age", "0.5", str(tmp_path))
         for lock in document["locks"]:
             seen.add(lock["verdict"])
             assert lock["verdict"] != "orphaned", lock
@@ -129,12 +129,17 @@ def test_reader_is_reported_as_worker_not_holder(tmp_path: Path, workers: Worker
     workers.kill_holding(journal)
     age_path(Path(f"{journal}.lock"), 10)
     reader = subprocess.Popen(
-        [sys.executable, "-c", "import sys,time; f=open(sys.argv[1],'rb'); print(1, flush=True);"
-         " time.sleep(60)", str(journal)],
+        [
+            sys.executable,
+            "-c",
+            "import sys,time; f=open(sys.argv[1],'rb'); print(1, flush=True); time.sleep(60)",
+            str(journal),
+        ],
         stdout=subprocess.PIPE,
     )
     try:
-        assert reader.stdout is not None and reader.stdout.readline().strip() == b"1"
+        assert reader.stdout is not None
+        assert reader.stdout.readline().strip() == b"1"
         _, document = doctor_json("scan", str(tmp_path))
         (lock,) = document["locks"]
         assert lock["verdict"] == "orphaned"
@@ -148,14 +153,16 @@ def test_reader_is_reported_as_worker_not_holder(tmp_path: Path, workers: Worker
 def test_scan_of_empty_directory_exits_0(tmp_path: Path) -> None:
     code, document = doctor_json("scan", str(tmp_path))
     assert code == 0
-    assert document["locks"] == [] and document["leftovers"] == []
+    assert document["locks"] == []
+    assert document["leftovers"] == []
     assert document["processes_examined"] == 0  # no lock, no pass over the process table
 
 
 def test_missing_path_is_a_usage_error(tmp_path: Path) -> None:
     result = run_doctor("scan", str(tmp_path / "nope"))
     assert result.returncode == 2
-    assert "nope" in result.stderr and "Traceback" not in result.stderr
+    assert "nope" in result.stderr
+    assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 

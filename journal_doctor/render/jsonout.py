@@ -84,9 +84,7 @@ def scan_json(report: ScanReport, removed: tuple[str, ...] = ()) -> dict[str, An
         "shared_min_age": report.thresholds.shared_min_age,
         "locks": [lock_json(lock) for lock in report.locks],
         "leftovers": [leftover_json(leftover) for leftover in report.leftovers],
-        "problems": [
-            {"path": json_path(p.path), "message": p.message} for p in report.problems
-        ],
+        "problems": [{"path": json_path(p.path), "message": p.message} for p in report.problems],
         "removed": [json_path(p) for p in removed],
         "processes_examined": report.processes_examined,
         "elapsed_seconds": round(report.elapsed_seconds, 4),

@@ -109,7 +109,9 @@ def next_steps(report: ScanReport) -> list[str]:
     stuck = [lock for lock in report.locks if lock.verdict is Verdict.STUCK]
     for lock in stuck:
         pid = lock.holders[0].pid
-        steps.append(f"Continue the stopped holder with `kill -CONT {pid}` or end it with `kill {pid}`.")
+        steps.append(
+            f"Continue the stopped holder with `kill -CONT {pid}` or end it with `kill {pid}`."
+        )
     removable = sum(lock.verdict is Verdict.ORPHANED for lock in report.locks) + sum(
         leftover.verdict is Verdict.ORPHANED for leftover in report.leftovers
     )
@@ -171,8 +173,10 @@ def render_plan(console: Console, report: ScanReport, outcomes: tuple[Outcome, .
 def render_clean(console: Console, report: CleanReport, *, quiet: bool = False) -> None:
     roots = {lock.path: lock.observation.root for lock in report.scan.locks}
     roots.update({leftover.path: leftover.root for leftover in report.scan.leftovers})
+    acted = any(o.kind not in (OutcomeKind.WOULD_REMOVE, OutcomeKind.KEPT) for o in report.outcomes)
     if report.outcomes and not quiet:
-        table = Table(title="Result", title_justify="left")
+        title = "Result" if acted else "Plan (nothing was removed)"
+        table = Table(title=title, title_justify="left")
         for header in ("path", "verdict", "outcome"):
             table.add_column(header, overflow="fold")
         table.add_column("detail", overflow="fold", ratio=1)

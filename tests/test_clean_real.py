@@ -1,0 +1,312 @@
+"""`clean` against real Optuna workers: consent, the break protocol, resume, races, conflicts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+import journal_doctor
+from journal_doctor.discover import doctor_break_name
+from journal_doctor.model import OutcomeKind, Verdict
+
+from conftest import LOCK_KINDS, PYTHON, Workers, age_path, doctor_json, poll, run_doctor
+
+pytestmark = pytest.mark.slow
+
+
+def lexists(path: Path | str) -> bool:
+    return os.path.lexists(path)
+
+
+@pytest.fixture
+def crashed_tree(tmp_path: Path, workers: Workers) -> dict[str, Path]:
+    """Killed holders of both kinds, a dangling lock, a stopped holder and a leftover."""
+    tree: dict[str, Path] = {}
+    for kind in LOCK_KINDS:
+        journal = tmp_path / kind / "j.log"
+        journal.parent.mkdir()
+        workers.kill_holding(journal, kind)
+        tree[kind] = Path(f"{journal}.lock")
+    (tmp_path / "dangling" / "runs").mkdir(parents=True)
+    workers.kill_holding(Path("runs/j.log"), cwd=tmp_path / "dangling")
+    tree["dangling"] = tmp_path / "dangling" / "runs" / "j.log.lock"
+    stopped = tmp_path / "stopped" / "j.log"
+    stopped.parent.mkdir()
+    tree["stopped_pid"] = Path(str(workers.stop_holding(stopped).pid))
+    tree["stopped"] = Path(f"{stopped}.lock")
+    leftover_journal = tmp_path / "left" / "j.log"
+    leftover_journal.parent.mkdir()
+    workers.kill_holding(leftover_journal)
+    tree["leftover"] = Path(f"{leftover_journal}.lock{uuid.uuid4()}.rename")
+    os.rename(f"{leftover_journal}.lock", tree["leftover"])
+    for name in ("symlink", "open", "dangling"):
+        age_path(tree[name], 10)
+    assert poll(lambda: os.lstat(tree["leftover"]).st_ctime < time.time() - 1.2, 10)
+    return tree
+
+
+ORPHANS = ("symlink", "open", "dangling", "leftover")
+
+
+def test_no_tty_refuses_dry_run_shows_force_removes(crashed_tree: dict[str, Path]) -> None:
+    root = crashed_tree["symlink"].parent.parent
+    args = ("--min-age", "1", str(root))
+
+    refused = run_doctor("clean", *args, stdin="")
+    assert refused.returncode == 1
+    assert "--force" in refused.stderr
+    assert "--dry-run" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert all(lexists(crashed_tree[name]) for name in ORPHANS)
+
+    code, dry = doctor_json("clean", "--dry-run", *args)
+    assert code == 1
+    assert dry["removed"] == []
+    would = {o["path"] for o in dry["outcomes"] if o["outcome"] == "would-remove"}
+    assert would == {str(crashed_tree[name]) for name in ORPHANS}
+    assert all(lexists(crashed_tree[name]) for name in ORPHANS)
+
+    code, done = doctor_json("clean", "--force", *args)
+    assert set(done["removed"]) == {str(crashed_tree[name]) for name in ORPHANS}
+    assert not any(lexists(crashed_tree[name]) for name in ORPHANS)
+    # The stopped holder's lock stays, and it alone keeps the exit code at 1.
+    assert lexists(crashed_tree["stopped"])
+    kept = [o for o in done["outcomes"] if o["path"] == str(crashed_tree["stopped"])]
+    assert kept[0]["outcome"] == "kept"
+    assert kept[0]["verdict"] == "stuck"
+    assert code == 1
+
+    # A human run says which pid to continue or end.
+    human = run_doctor("clean", "--force", *args)
+    assert f"kill -CONT {crashed_tree['stopped_pid']}" in human.stdout
+
+
+def test_clean_exits_0_when_nothing_blocks_afterwards(tmp_path: Path, workers: Workers) -> None:
+    journal = tmp_path / "j.log"
+    workers.kill_holding(journal, "open")
+    age_path(Path(f"{journal}.lock"), 10)
+    code, done = doctor_json("clean", "--force", str(tmp_path))
+    assert code == 0
+    assert done["removed"] == [str(tmp_path / "j.log.lock")]
+    assert doctor_json("scan", str(tmp_path))[0] == 0
+
+
+def _cpu_busy(pid: int, seconds: float) -> float:
+    proc = psutil.Process(pid)
+    before = sum(proc.cpu_times()[:2])
+    time.sleep(seconds)
+    return (sum(proc.cpu_times()[:2]) - before) / seconds
+
+
+@pytest.mark.parametrize("kind", LOCK_KINDS)
+def test_resume_waits_on_a_stale_lock_until_clean_removes_it(
+    tmp_path: Path, workers: Workers, kind: str
+) -> None:
+    journal = tmp_path / "j.log"
+    workers.kill_holding(journal, kind)
+    resumed = workers.start(journal, kind, trials=3)
+    # Optuna's own grace period is 30 s: after 8 s the resumed worker is still waiting.
+    assert not poll(lambda: resumed.poll() is not None, 8)
+    age_path(Path(f"{journal}.lock"), 10)
+    started = time.monotonic()
+    code, done = doctor_json("clean", "--force", str(tmp_path))
+    assert code == 0
+    assert done["removed"] == [str(tmp_path / "j.log.lock")]
+    assert resumed.wait(timeout=20) == 0
+    assert time.monotonic() - started < 20
+
+
+def test_dangling_lock_spins_forever_until_clean(tmp_path: Path, workers: Workers) -> None:
+    (tmp_path / "runs").mkdir()
+    workers.kill_holding(Path("runs/j.log"), cwd=tmp_path)
+    resumed = workers.start(Path("runs/j.log"), cwd=tmp_path, trials=3)
+    # Waiters on a dangling symlink never sleep and the grace period never fires.
+    assert not poll(lambda: resumed.poll() is not None, 3)
+    assert _cpu_busy(resumed.pid, 2.0) > 0.5
+    age_path(tmp_path / "runs" / "j.log.lock", 10)
+    code, _ = doctor_json("clean", "--force", str(tmp_path))
+    assert code == 0
+    assert resumed.wait(timeout=20) == 0
+
+
+@pytest.mark.parametrize("kind", LOCK_KINDS)
+def test_clean_racing_busy_workers_removes_nothing(
+    tmp_path: Path, workers: Workers, kind: str
+) -> None:
+    journal = tmp_path / "j.log"
+    for _ in range(3):
+        workers.start_busy(journal, kind)
+    deadline = time.monotonic() + 6
+    runs = saw_lock = 0
+    while time.monotonic() < deadline:
+        report = journal_doctor.clean([str(tmp_path)], force=True)
+        runs += 1
+        saw_lock += bool(report.scan.locks)
+        assert report.removed == ()
+        for outcome in report.outcomes:
+            assert outcome.kind is not OutcomeKind.REMOVED
+    for proc in workers.procs:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait()
+    assert runs > 10
+    assert saw_lock > 0  # the doctor did meet live locks, and left them alone
+    with open(journal, "rb") as f:
+        lines = f.read().split(b"\n")
+    for line in lines[:-1]:
+        json.loads(line)
+    load = subprocess.run(
+        [
+            PYTHON,
+            "-c",
+            "import optuna,sys; from optuna.storages.journal import *;"
+            " s=optuna.load_study(study_name='doctor-demo', storage=JournalStorage("
+            "JournalFileBackend(sys.argv[1]))); print(len(s.trials))",
+            str(journal),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert load.returncode == 0, load.stderr
+    assert int(load.stdout) > 0
+
+
+def test_conflict_lock_replaced_between_judgement_and_break(tmp_path: Path) -> None:
+    journal = tmp_path / "j.log"
+    journal.write_text('{"op_code":0,"worker_id":"w","study_name":"s","directions":[1]}\n')
+    lock = tmp_path / "j.log.lock"
+    os.symlink(str(journal), lock)
+    age_path(lock, 60)
+
+    def replace_lock(path: str) -> None:
+        # A worker releases the stale lock (Optuna's rename+unlink) and another takes a new one.
+        released = f"{path}{uuid.uuid4()}.rename"
+        os.rename(path, released)
+        os.unlink(released)
+        os.symlink(str(journal), path)
+
+    report = journal_doctor.clean([str(tmp_path)], force=True, before_break=replace_lock)
+    (outcome,) = report.outcomes
+    assert outcome.kind is OutcomeKind.CONFLICT
+    assert "put back" in outcome.detail
+    assert report.removed == ()
+    assert lexists(lock)
+    assert os.readlink(lock) == str(journal)
+    assert os.lstat(lock).st_mtime > time.time() - 30  # the fresh lock, not the judged one
+    assert not [p for p in os.listdir(tmp_path) if "journal-doctor" in p]
+    assert report.needs_attention()
+
+
+def test_conflict_when_name_taken_again_leaves_judged_file_as_doctor_leftover(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = tmp_path / "j.log"
+    journal.write_text("")
+    lock = tmp_path / "j.log.lock"
+    lock.touch()
+    age_path(lock, 60)
+    taken: list[str] = []
+
+    def replace_then_retake(path: str) -> None:
+        os.unlink(path)
+        Path(path).touch()  # a new open-lock
+        taken.append(path)
+
+    original_rename = os.rename
+
+    def rename_then_someone_takes_name(src: str, dst: str, **kw: int) -> None:
+        original_rename(src, dst, **kw)
+        if "journal-doctor" in str(dst):
+            Path(lock).touch()  # yet another worker takes the free name at once
+
+    monkeypatch.setattr(os, "rename", rename_then_someone_takes_name)
+    report = journal_doctor.clean([str(tmp_path)], force=True, before_break=replace_then_retake)
+    monkeypatch.undo()
+    (outcome,) = report.outcomes
+    assert outcome.kind is OutcomeKind.CONFLICT
+    assert "newer lock" in outcome.detail
+    assert lexists(lock)
+    leftovers = journal_doctor.scan([str(tmp_path)]).leftovers
+    assert [leftover.origin.value for leftover in leftovers] == ["doctor-break"]
+
+
+def test_interrupted_doctor_break_is_a_leftover(tmp_path: Path) -> None:
+    (tmp_path / "j.log").write_text("")
+    name = doctor_break_name("j.log.lock", uuid.uuid4().hex)
+    (tmp_path / name).touch()
+    report = journal_doctor.scan([str(tmp_path)], min_age=0)
+    (leftover,) = report.leftovers
+    assert leftover.origin.value == "doctor-break"
+    assert leftover.verdict is Verdict.ORPHANED
+    cleaned = journal_doctor.clean([str(tmp_path)], force=True, min_age=0)
+    assert cleaned.removed == (str(tmp_path / name),)
+
+
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr to make a dir immutable")
+def test_failed_removal_names_the_os_error_and_exits_1(tmp_path: Path) -> None:
+    (tmp_path / "j.log").write_text("")
+    lock = tmp_path / "j.log.lock"
+    os.symlink("j.log", lock)
+    age_path(lock, 60)
+    if subprocess.run(["chattr", "+i", str(tmp_path)], check=False).returncode != 0:
+        pytest.skip("this filesystem does not support the immutable attribute")
+    try:
+        code, done = doctor_json("clean", "--force", str(tmp_path))
+    finally:
+        subprocess.run(["chattr", "-i", str(tmp_path)], check=True)
+    (outcome,) = done["outcomes"]
+    assert outcome["outcome"] == "failed"
+    assert "Operation not permitted" in outcome["detail"]
+    assert done["removed"] == []
+    assert code == 1
+    assert lexists(lock)
+
+
+def test_wait_waits_out_a_young_lock_then_cleans(tmp_path: Path) -> None:
+    (tmp_path / "j.log").write_text("")
+    lock = tmp_path / "j.log.lock"
+    os.symlink("j.log", lock)
+    started = time.monotonic()
+    code, done = doctor_json("clean", "--force", "--wait", "20", "--min-age", "2", str(tmp_path))
+    assert code == 0
+    assert done["removed"] == [str(lock)]
+    assert done["waited_seconds"] >= 1.5
+    assert time.monotonic() - started < 20
+
+
+def test_wait_times_out_on_an_active_holder_and_exits_1(tmp_path: Path) -> None:
+    journal = tmp_path / "j.log"
+    journal.write_text("")
+    os.symlink("j.log", tmp_path / "j.log.lock")
+    holder = subprocess.Popen(
+        [
+            PYTHON,
+            "-c",
+            "import sys,time; f=open(sys.argv[1],'ab'); print(1, flush=True); time.sleep(60)",
+            str(journal),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == b"1"
+        code, done = doctor_json("clean", "--force", "--wait", "1", str(tmp_path))
+        assert code == 1
+        assert done["wait_timed_out"] is True
+        assert done["removed"] == []
+        human = run_doctor("clean", "--force", "--wait", "1", str(tmp_path))
+        assert "Still active" in human.stdout
+        assert str(holder.pid) in human.stdout
+    finally:
+        holder.kill()
+        holder.wait()
+    assert lexists(tmp_path / "j.log.lock")
