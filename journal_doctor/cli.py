@@ -5,9 +5,11 @@ Exit codes: 0 nothing blocks a resume; 1 something needs attention; 2 usage erro
 
 from __future__ import annotations
 
+import enum
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Annotated, NoReturn, TypeVar
 
 import typer
@@ -248,6 +250,158 @@ def clean(
         else:
             table.render_clean(stdout, report, quiet=quiet)
     raise typer.Exit(1 if report.needs_attention() else 0)
+
+
+Journals = Annotated[
+    list[str], typer.Argument(help="Journal files.", metavar="JOURNAL...", show_default=False)
+]
+
+
+class LockChoice(str, enum.Enum):
+    symlink = "symlink"
+    open = "open"
+
+
+LockOption = Annotated[
+    LockChoice,
+    typer.Option(
+        "--lock",
+        help="Lock kind to take when the journal has no lock: symlink (Optuna's default) or open"
+        " (JournalFileOpenLock). An existing lock's kind always wins.",
+    ),
+]
+
+
+def _journal_or_fail(path: str) -> None:
+    import os
+
+    if not os.path.lexists(path):
+        fail(f"{display_path(path)}: no such journal; give the path of an Optuna journal file", 2)
+
+
+@app.command()
+def check(
+    journals: Journals,
+    json_output: JsonOption = False,
+    quiet: Quiet = False,
+) -> None:
+    """Read each journal as Optuna would and say what Optuna will do with it.
+
+    Streams the file in bounded memory, without optuna: bytes, ops, studies, trials by state,
+    torn tail, fused lines, NUL runs, undecodable lines and non-op lines (line number, byte
+    offset, error). Exit 0 when every journal is healthy, 1 when one is damaged.
+    """
+    from .integrity import check_journal
+
+    for journal in journals:
+        _journal_or_fail(journal)
+    results = [run_core(partial(check_journal, journal)) for journal in journals]
+    if json_output:
+        print(jsonout.dumps(jsonout.check_json(results)))
+    else:
+        for health in results:
+            table.render_health(stdout, health, quiet=quiet)
+    raise typer.Exit(0 if all(h.healthy for h in results) else 1)
+
+
+@app.command()
+def repair(
+    journals: Journals,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show the plan only.")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Repair without asking.")] = False,
+    lock: LockOption = LockChoice.symlink,
+    json_output: JsonOption = False,
+) -> None:
+    """Rewrite damaged journals so Optuna loads them again, keeping every good line.
+
+    Refuses while the journal's lock is active/stuck/unknown or a live process has the journal
+    open. Holds the journal's lock meanwhile (workers started now wait), copies the original to
+    JOURNAL.<UTC time>.bak, cuts a torn or NUL tail, salvages the op out of a fused line, moves
+    undecodable and non-op lines to JOURNAL.quarantine, checks that Optuna loads the result,
+    then renames it over the journal. Exit 0 when every journal is healthy afterwards.
+    """
+    from .model import LockKind
+    from .repair import RepairRefused, RepairReport
+    from .repair import repair as repair_core
+
+    for journal in journals:
+        _journal_or_fail(journal)
+
+    def confirm(report: RepairReport) -> bool:
+        if not sys.stdin.isatty():
+            raise RepairRefused(
+                f"refusing to repair {report.journal} without confirmation (stdin is not a"
+                " terminal): pass --force to repair it or --dry-run to only show the plan."
+            )
+        table.render_repair(stderr if json_output else stdout, report)
+        return typer.confirm(f"Repair {display_path(report.journal)}?", default=False, err=True)
+
+    kind = LockKind.FILE if lock is LockChoice.open else LockKind.SYMLINK
+    reports = []
+    code = 0
+    for journal in journals:
+        try:
+            report = repair_core(
+                journal, dry_run=dry_run, force=force, confirm=confirm, lock_kind=kind
+            )
+        except DoctorError as err:
+            stderr.print(Text(f"journal-doctor: {display_path(str(err))}"))
+            code = 1
+            continue
+        except OSError as err:
+            stderr.print(Text(f"journal-doctor: {display_path(journal)}: {err.strerror or err}"))
+            code = 1
+            continue
+        reports.append(report)
+        if not report.before.healthy and not report.performed:
+            code = 1
+    if json_output:
+        print(jsonout.dumps(jsonout.repair_json(reports)))
+    else:
+        for report in reports:
+            table.render_repair(stdout, report)
+    raise typer.Exit(code)
+
+
+@app.command()
+def trials(
+    journal: Annotated[
+        str, typer.Argument(help="The journal file.", metavar="JOURNAL", show_default=False)
+    ],
+    fail_running: Annotated[
+        bool, typer.Option("--fail", help="Mark every RUNNING trial FAIL (Optuna's study.tell).")
+    ] = False,
+    retry: Annotated[
+        bool,
+        typer.Option("--retry", help="Like --fail, and enqueue each one's parameters again."),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Even while a process has the journal open.")
+    ] = False,
+    lock: LockOption = LockChoice.symlink,
+    json_output: JsonOption = False,
+) -> None:
+    """List trials a crash left RUNNING or WAITING; fail them, or fail and retry them.
+
+    JournalStorage has no heartbeat, so a killed worker's trial stays RUNNING forever. A trial
+    is flagged abandoned when its worker later started another trial. Run --fail/--retry only
+    when no worker of the study is running (it is refused while a process has the journal open).
+    """
+    from .model import LockKind
+    from .trials import fail_trials, list_trials
+
+    _journal_or_fail(journal)
+    kind = LockKind.FILE if lock is LockChoice.open else LockKind.SYMLINK
+    if fail_running or retry:
+        report = run_core(lambda: fail_trials(journal, retry=retry, force=force, lock_kind=kind))
+    else:
+        report = run_core(lambda: list_trials(journal))
+    if json_output:
+        print(jsonout.dumps(jsonout.trials_json(report)))
+    else:
+        table.render_trials(stdout, report)
+    running = [t for t in report.health.open_trials if t.state == "RUNNING"]
+    raise typer.Exit(1 if running else 0)
 
 
 @app.command()

@@ -33,11 +33,19 @@ class DemoStep:
 
 def _worker(journal: str, trials: int, grace: int = 30) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "journal_doctor._worker", journal, "--trials", str(trials),
-         "--grace", str(grace)],
+        [
+            sys.executable,
+            "-m",
+            "journal_doctor._worker",
+            journal,
+            "--trials",
+            str(trials),
+            "--grace",
+            str(grace),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-    )  # fmt: skip
+    )
 
 
 def _lines(path: str) -> int:

@@ -83,6 +83,9 @@ class JournalState:
     device: int | None = None
     inode: int | None = None
     is_regular: bool = False
+    # A cheap look at the journal's last 64 KiB (`integrity.tail_health`): ok, empty,
+    # torn-tail, nul-tail, bad-tail, missing, unreadable. `check` reads the whole file.
+    health: str = "missing"
 
     @property
     def key(self) -> tuple[int, int] | None:

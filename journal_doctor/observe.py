@@ -13,6 +13,7 @@ import time
 from functools import cache
 
 from .discover import LeftoverCandidate, LockCandidate
+from .integrity import tail_health
 from .model import (
     Filesystem,
     Identity,
@@ -26,11 +27,33 @@ from .model import (
 # virtiofs, vboxsf) belong here for the same reason.
 NETWORK_FILESYSTEMS = frozenset(
     {
-        "nfs", "nfs4", "cifs", "smb3", "smbfs", "smb2", "ncpfs", "afs", "coda",
-        "lustre", "gpfs", "beegfs", "ceph", "cephfs", "glusterfs", "orangefs", "pvfs2",
-        "panfs", "gfs2", "ocfs2", "9p", "virtiofs", "vboxsf", "davfs", "wekafs",
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "smb2",
+        "ncpfs",
+        "afs",
+        "coda",
+        "lustre",
+        "gpfs",
+        "beegfs",
+        "ceph",
+        "cephfs",
+        "glusterfs",
+        "orangefs",
+        "pvfs2",
+        "panfs",
+        "gfs2",
+        "ocfs2",
+        "9p",
+        "virtiofs",
+        "vboxsf",
+        "davfs",
+        "wekafs",
     }
-)  # fmt: skip
+)
 # FUSE filesystems known to be local; any other fuse.* is treated as a network filesystem,
 # because unknown must never be judged as if every holder were visible.
 LOCAL_FUSE = frozenset({"fuse.overlayfs", "fuse-overlayfs", "fuse.lxcfs", "fuse.portal"})
@@ -62,13 +85,15 @@ def _journal_state(journal: str) -> JournalState:
         st = os.stat(journal)
     except OSError:
         return JournalState(exists=False)
+    regular = stat.S_ISREG(st.st_mode)
     return JournalState(
         exists=True,
         size=st.st_size,
         mtime=st.st_mtime,
         device=st.st_dev,
         inode=st.st_ino,
-        is_regular=stat.S_ISREG(st.st_mode),
+        is_regular=regular,
+        health=tail_health(journal) if regular else "not-a-file",
     )
 
 

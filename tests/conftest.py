@@ -75,9 +75,19 @@ class Workers:
         study: str = "doctor-demo",
     ) -> subprocess.Popen[bytes]:
         cmd = [
-            PYTHON, "-m", "journal_doctor._worker", str(journal), "--lock", lock,
-            "--trials", str(trials), "--grace", str(grace), "--study", study,
-        ]  # fmt: skip
+            PYTHON,
+            "-m",
+            "journal_doctor._worker",
+            str(journal),
+            "--lock",
+            lock,
+            "--trials",
+            str(trials),
+            "--grace",
+            str(grace),
+            "--study",
+            study,
+        ]
         if log is not None:
             cmd += ["--log", str(log)]
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -138,11 +138,23 @@ def test_unreadable_directory_is_reported_and_scan_goes_on(tmp_path: Path) -> No
         (root / "open").mkdir(mode=0o755)
         make_stale_lock(root / "open", "j.log")
         result = subprocess.run(
-            [setpriv, f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
-             sys.executable, "-m", "journal_doctor", "scan", "--json", str(root)],
-            capture_output=True, text=True, check=False,
+            [
+                setpriv,
+                f"--reuid={nobody.pw_uid}",
+                f"--regid={nobody.pw_gid}",
+                "--clear-groups",
+                sys.executable,
+                "-m",
+                "journal_doctor",
+                "scan",
+                "--json",
+                str(root),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
             env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
-        )  # fmt: skip
+        )
         if result.returncode not in (0, 1) or not result.stdout:
             pytest.skip(f"cannot run python as nobody here: {result.stderr.strip()[-200:]}")
         document = json.loads(result.stdout)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..model import CleanReport, Holder, LeftoverReport, LockReport, Outcome, ScanReport
 from .text import json_path
 
+if TYPE_CHECKING:  # scan's start-up does not pay for the journal modules
+    from ..integrity import JournalHealth, OpenTrial
+    from ..repair import RepairReport
+    from ..trials import TrialsReport
 SCHEMA = 1
 
 
@@ -48,6 +52,7 @@ def lock_json(lock: LockReport) -> dict[str, Any]:
         "predates_boot": obs.predates_boot,
         "journal_exists": journal.exists,
         "journal_size": journal.size,
+        "journal_health": journal.health,
         "holders": [holder_json(h) for h in lock.holders],
         "readers": [holder_json(h) for h in lock.readers],
         "verdict": lock.verdict.value,
@@ -103,3 +108,95 @@ def clean_json(report: CleanReport) -> dict[str, Any]:
 
 def dumps(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, allow_nan=False)
+
+
+def health_json(health: JournalHealth) -> dict[str, Any]:
+    return {
+        "path": json_path(health.path),
+        "healthy": health.healthy,
+        "prognosis": health.prognosis.value,
+        "summary": health.summary,
+        "bytes": health.size,
+        "lines": health.lines,
+        "ops": health.ops,
+        "studies": health.studies,
+        "trials_by_state": health.trials_by_state,
+        "torn_tail_bytes": health.torn_tail_bytes,
+        "nul_bytes": health.nul_bytes,
+        "nul_runs": health.nul_runs,
+        "damage_count": health.damage_count,
+        "damage": [
+            {
+                "problem": d.problem.value,
+                "line": d.line,
+                "offset": d.offset,
+                "length": d.length,
+                "detail": d.detail,
+                "salvage_offset": d.salvage_offset,
+            }
+            for d in health.damage
+        ],
+        "open_trials": [open_trial_json(t) for t in health.open_trials],
+    }
+
+
+def open_trial_json(trial: OpenTrial) -> dict[str, Any]:
+    return {
+        "study": trial.study_name,
+        "number": trial.number,
+        "trial_id": trial.trial_id,
+        "state": trial.state,
+        "worker_id": trial.worker_id,
+        "datetime_start": trial.datetime_start,
+        "journal_line": trial.line,
+        "abandoned": trial.abandoned,
+    }
+
+
+def check_json(results: list[JournalHealth]) -> dict[str, Any]:
+    return {"schema": SCHEMA, "journals": [health_json(h) for h in results]}
+
+
+def repair_json(reports: list[RepairReport]) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "journals": [
+            {
+                "path": json_path(r.journal),
+                "performed": r.performed,
+                "before": health_json(r.before),
+                "plan": [
+                    {
+                        "line": f.damage.line,
+                        "offset": f.damage.offset,
+                        "action": f.action,
+                        "sentence": f.sentence,
+                    }
+                    for f in r.plan
+                ],
+                "after": None if r.after is None else health_json(r.after),
+                "backup": None if r.backup is None else json_path(r.backup),
+                "quarantine": None if r.quarantine is None else json_path(r.quarantine),
+                "verified": r.verified,
+                "elapsed_seconds": round(r.elapsed_seconds, 3),
+            }
+            for r in reports
+        ],
+    }
+
+
+def trials_json(report: TrialsReport) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "journal": json_path(report.journal),
+        "open_trials": [open_trial_json(t) for t in report.health.open_trials],
+        "actions": [
+            {
+                "study": a.trial.study_name,
+                "number": a.trial.number,
+                "action": a.action,
+                "detail": a.detail,
+            }
+            for a in report.actions
+        ],
+    }

@@ -7,8 +7,11 @@ Every file name goes through `display_path` and into a `Text` (never markup), so
 from __future__ import annotations
 
 import shlex
+import time
 from collections import Counter
 from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -26,6 +29,11 @@ from ..model import (
     Verdict,
 )
 from .text import display_path, relative_to_root
+
+if TYPE_CHECKING:
+    from ..integrity import JournalHealth
+    from ..repair import RepairReport
+    from ..trials import TrialsReport
 
 VERDICT_STYLE = {
     Verdict.ACTIVE: "green",
@@ -64,6 +72,7 @@ def _lock_row(lock: LockReport) -> list[Text]:
         Text(kind),
         Text(human_age(obs.age_seconds)),
         _holder_text(lock.holders, lock.readers),
+        Text(obs.journal_state.health, style="" if obs.journal_state.health == "ok" else "yellow"),
         Text(lock.verdict.value, style=VERDICT_STYLE[lock.verdict]),
         Text(lock.judgement.reason),
     ]
@@ -75,6 +84,7 @@ def _leftover_row(leftover: LeftoverReport) -> list[Text]:
         Text("leftover"),
         Text(human_age(leftover.age_seconds)),
         Text("-"),
+        Text("-"),
         Text(leftover.verdict.value, style=VERDICT_STYLE[leftover.verdict]),
         Text(leftover.judgement.reason),
     ]
@@ -82,7 +92,7 @@ def _leftover_row(leftover: LeftoverReport) -> list[Text]:
 
 def _artifact_table(report: ScanReport) -> Table:
     table = Table(show_lines=False, expand=False)
-    for header in ("path", "kind", "age", "holder", "verdict"):
+    for header in ("path", "kind", "age", "holder", "journal", "verdict"):
         table.add_column(header, overflow="fold")
     table.add_column("reason", overflow="fold", ratio=1)
     for lock in report.locks:
@@ -124,6 +134,17 @@ def next_steps(report: ScanReport) -> list[str]:
         steps.append("Unknown locks are never removed: their reasons say what would decide them.")
     if report.transient():
         steps.append("A write may be in flight: `clean --wait SECONDS` waits it out.")
+    damaged = sorted(
+        {
+            lock.journal
+            for lock in (r.observation for r in report.locks)
+            if lock.journal_state.health in ("torn-tail", "nul-tail", "bad-tail")
+        }
+    )
+    if damaged:
+        steps.append(
+            f"Damaged journal tail: run `journal-doctor check {_quoted(damaged)}` (then `repair`)."
+        )
     for problem in report.problems:
         steps.append(
             f"Could not read {display_path(problem.path)}: {problem.message}; locks below it were"
@@ -203,3 +224,100 @@ def render_clean(console: Console, report: CleanReport, *, quiet: bool = False) 
                     f" {display_path(lock.path)}: {lock.judgement.reason}"
                 )
             )
+
+
+def _health_style(healthy: bool) -> str:
+    return "green" if healthy else "bold red"
+
+
+def render_health(console: Console, health: JournalHealth, *, quiet: bool = False) -> None:
+    word = "healthy" if health.healthy else "damaged"
+    console.print(
+        Text.assemble(
+            (display_path(health.path), "bold"), ": ", (word, _health_style(health.healthy))
+        )
+    )
+    if not quiet:
+        states = ", ".join(f"{n} {s}" for s, n in health.trials_by_state.items() if n)
+        console.print(
+            Text(
+                f"  {health.size:,} bytes, {health.lines:,} lines, {health.ops:,} ops,"
+                f" {health.studies} study(ies), trials: {states or 'none'}"
+            )
+        )
+        if health.torn_tail_bytes:
+            console.print(
+                Text(f"  torn tail: {health.torn_tail_bytes:,} bytes after the last newline")
+            )
+        if health.nul_runs:
+            console.print(Text(f"  NUL bytes: {health.nul_bytes:,} in {health.nul_runs} run(s)"))
+        if health.damage:
+            table = Table(show_header=True, box=None, padding=(0, 2))
+            for header in ("line", "byte", "problem", "detail"):
+                table.add_column(header, overflow="fold")
+            for d in health.damage:
+                table.add_row(str(d.line), str(d.offset), d.problem.value, Text(d.detail))
+            console.print(table)
+            if health.damage_count > len(health.damage):
+                console.print(Text(f"  ... {health.damage_count - len(health.damage)} more"))
+        running = [t for t in health.open_trials if t.state == "RUNNING"]
+        if running:
+            console.print(
+                Text(f"  {len(running)} trial(s) still RUNNING: `journal-doctor trials` lists them")
+            )
+    console.print(Text("  " + health.summary))
+
+
+def render_repair(console: Console, report: RepairReport) -> None:
+    if report.before.healthy:
+        console.print(Text(f"{display_path(report.journal)}: healthy, nothing to repair."))
+        return
+    title = "Repaired" if report.performed else "Repair plan (nothing changed)"
+    console.print(Text(f"{title}: {display_path(report.journal)}", style="bold"))
+    for fix in report.plan:
+        console.print(Text(f"  - {fix.sentence}"))
+    if report.before.damage_count > len(report.plan):
+        console.print(Text(f"  ... and {report.before.damage_count - len(report.plan)} more lines"))
+    if report.performed:
+        assert report.backup is not None
+        assert report.quarantine is not None
+        console.print(Text(f"  backup: {display_path(report.backup)}"))
+        console.print(Text(f"  quarantine: {display_path(report.quarantine)}"))
+        console.print(Text(f"  {report.verified} ({report.elapsed_seconds:.2f} s)"))
+
+
+def render_trials(console: Console, report: TrialsReport) -> None:
+    open_trials = report.health.open_trials
+    if not open_trials:
+        console.print(Text(f"{display_path(report.journal)}: no RUNNING or WAITING trials."))
+    else:
+        now = time.time()
+        table = Table(title=display_path(report.journal), title_justify="left")
+        for header in ("study", "number", "state", "worker", "started", "age", "note"):
+            table.add_column(header, overflow="fold")
+        for t in open_trials:
+            age = "-"
+            if t.datetime_start:
+                try:
+                    started = datetime.fromisoformat(t.datetime_start).timestamp()
+                    age = human_age(max(0.0, now - started))
+                except ValueError:
+                    pass
+            note = "abandoned: its worker moved on" if t.abandoned else ""
+            table.add_row(
+                Text(display_path(t.study_name)),
+                str(t.number),
+                t.state,
+                Text(t.worker_id),
+                Text(t.datetime_start or "-"),
+                age,
+                note,
+            )
+        console.print(table)
+    for action in report.actions:
+        console.print(
+            Text(
+                f"trial {action.trial.number} of {display_path(action.trial.study_name)}:"
+                f" {action.action} ({display_path(action.detail)})"
+            )
+        )

@@ -1,0 +1,456 @@
+"""`check`: read a journal the way Optuna does, in O(1) memory, and say what Optuna will do with it.
+
+No optuna import: the rules below mirror `JournalFileBackend.read_logs` and
+`JournalStorageReplayResult.apply_logs` (Optuna 5.0):
+
+- a last line without a newline is skipped (a torn write);
+- a line that `json.loads` rejects with `JSONDecodeError` is skipped when it is the last line, and
+  makes every load fail as soon as any line follows it;
+- `UnicodeDecodeError` (invalid UTF-8, leading NULs that look like UTF-32) fails at once, even on
+  the last line;
+- valid JSON that is not an op (not an object, no `op_code`, an unknown op code, a missing key)
+  fails the replay.
+
+Trial and study ids are assigned by the order of CREATE ops, so the replay model here tracks
+states in a bytearray indexed by trial id (one byte per trial) and details only for trials that
+are still RUNNING or WAITING.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import re
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+CHUNK = 1 << 20
+MAX_LINE = 64 << 20  # longer complete lines are not decoded (bounded memory)
+MAX_REPORTED = 1000  # damage entries kept in a report; all are counted
+
+OP_NAMES = (
+    "CREATE_STUDY",
+    "DELETE_STUDY",
+    "SET_STUDY_USER_ATTR",
+    "SET_STUDY_SYSTEM_ATTR",
+    "CREATE_TRIAL",
+    "SET_TRIAL_PARAM",
+    "SET_TRIAL_STATE_VALUES",
+    "SET_TRIAL_INTERMEDIATE_VALUE",
+    "SET_TRIAL_USER_ATTR",
+    "SET_TRIAL_SYSTEM_ATTR",
+    "DISCARD_TRIALS",
+)
+# Keys whose absence makes Optuna's replay raise KeyError, by op code.
+REQUIRED_KEYS: dict[int, tuple[str, ...]] = {
+    0: ("worker_id", "study_name", "directions"),
+    1: ("worker_id", "study_id"),
+    2: ("worker_id", "study_id", "user_attr"),
+    3: ("worker_id", "study_id", "system_attr"),
+    4: ("worker_id", "study_id", "datetime_start"),
+    5: ("worker_id", "trial_id", "param_name", "param_value_internal", "distribution"),
+    6: ("worker_id", "trial_id", "state", "values"),
+    7: ("worker_id", "trial_id", "step", "intermediate_value"),
+    8: ("worker_id", "trial_id", "user_attr"),
+    9: ("worker_id", "trial_id", "system_attr"),
+    10: ("worker_id",),
+}
+TRIAL_STATES = ("RUNNING", "COMPLETE", "PRUNED", "FAIL", "WAITING")
+RUNNING, COMPLETE, PRUNED, FAIL, WAITING = range(5)
+_FINISHED = (COMPLETE, PRUNED, FAIL)
+# Where a complete op can start inside a fused line (compact or spaced JSON).
+_OP_START = re.compile(rb'\{\s*"op_code"\s*:')
+_NUL_RUN = re.compile(rb"\x00+")
+
+
+class Problem(str, enum.Enum):
+    TORN_TAIL = "torn-tail"  # bytes after the last newline
+    FUSED = "fused"  # a fragment with a complete op glued on (salvageable)
+    UNDECODABLE = "undecodable"  # JSONDecodeError: skipped when last, fatal when followed
+    INVALID_UTF8 = "invalid-utf8"  # UnicodeDecodeError: fatal at once
+    NOT_AN_OP = "not-an-op"  # valid JSON that breaks the replay
+    OVERSIZED = "oversized"  # too long to decode in bounded memory
+
+
+class Prognosis(str, enum.Enum):
+    LOADS = "loads"
+    NEXT_WORKER_CRASHES = "next-worker-crashes"
+    EVERY_LOAD_FAILS = "every-load-fails"
+
+
+@dataclass(frozen=True)
+class Damage:
+    problem: Problem
+    line: int  # 1-based journal line number
+    offset: int  # byte offset of the line in the file
+    length: int  # bytes, newline included
+    detail: str
+    salvage_offset: int | None = None  # FUSED: where the complete op starts in the line
+
+
+@dataclass(frozen=True)
+class OpenTrial:
+    """A trial still RUNNING or WAITING at the end of the journal."""
+
+    trial_id: int
+    study_id: int
+    study_name: str
+    number: int
+    state: str
+    worker_id: str
+    datetime_start: str | None
+    line: int
+    abandoned: bool  # its worker later started another trial: certainly nobody runs it
+
+
+@dataclass(frozen=True)
+class Classified:
+    """One complete line, as Optuna would see it."""
+
+    problem: Problem | None
+    op: dict[str, Any] | None  # the op (salvaged one for FUSED)
+    detail: str = ""
+    salvage_offset: int | None = None
+
+    @property
+    def skippable(self) -> bool:
+        """Skipped by Optuna when it is the last line (JSONDecodeError)."""
+        return self.problem in (Problem.UNDECODABLE, Problem.FUSED, Problem.OVERSIZED)
+
+
+def _op_problem(value: Any) -> str | None:
+    """Why a decoded JSON value would break Optuna's replay, or None if it is a sound op."""
+    if not isinstance(value, dict):
+        return f"a JSON {type(value).__name__}, not an object (TypeError in replay)"
+    code = value.get("op_code")
+    if code is None:
+        return "no op_code (KeyError in replay)"
+    if type(code) is not int or code not in REQUIRED_KEYS:
+        return f"unknown op_code {code!r} (AssertionError: Should not reach.)"
+    for key in REQUIRED_KEYS[code]:
+        if key not in value:
+            return f"{OP_NAMES[code]} without {key!r} (KeyError in replay)"
+    if code == 6 and value["state"] not in range(5):
+        return f"unknown trial state {value['state']!r} (ValueError in replay)"
+    if code == 5:
+        try:
+            dist = json.loads(value["distribution"])
+        except (TypeError, ValueError):
+            return "a distribution that is not a JSON string (error in replay)"
+        if not isinstance(dist, dict) or ("name" not in dist and "type" not in dist):
+            return "a distribution without name/type (KeyError('type') in replay)"
+    return None
+
+
+def _salvage(line: bytes) -> tuple[int, dict[str, Any]] | None:
+    for match in _OP_START.finditer(line, 1):
+        try:
+            value = json.loads(line[match.start() :])
+        except (ValueError, RecursionError):
+            continue
+        if _op_problem(value) is None:
+            return match.start(), value
+    return None
+
+
+def classify(line: bytes) -> Classified:
+    """Judge one complete line (without its newline) exactly as `json.loads(bytes)` would."""
+    try:
+        value = json.loads(line)
+    except UnicodeDecodeError as err:
+        problem, detail = Problem.INVALID_UTF8, f"UnicodeDecodeError: {err.reason}"
+        if line.startswith(b"\x00"):
+            detail = "leading NUL bytes (UnicodeDecodeError)"
+    except (ValueError, RecursionError) as err:
+        problem, detail = Problem.UNDECODABLE, f"{type(err).__name__}: {err}"
+    else:
+        why = _op_problem(value)
+        if why is None:
+            return Classified(None, value)
+        return Classified(Problem.NOT_AN_OP, None, why)
+    salvaged = _salvage(line)
+    if salvaged is not None:
+        start, op = salvaged
+        return Classified(
+            Problem.FUSED,
+            op,
+            f"a {start}-byte fragment with a complete {OP_NAMES[op['op_code']]} glued on",
+            start,
+        )
+    return Classified(problem, None, detail)
+
+
+def iter_lines(
+    fd: int, chunk: int = CHUNK, max_line: int = MAX_LINE
+) -> Iterator[tuple[int, bytes | None, int, bool]]:
+    """(offset, line without newline or None if oversized, length incl. newline, complete)."""
+    pending = bytearray()
+    pending_offset = 0
+    overflow = 0  # bytes of an oversized line already dropped
+    while True:
+        data = os.read(fd, chunk)
+        if not data:
+            break
+        start = 0
+        while True:
+            newline = data.find(b"\n", start)
+            if newline < 0:
+                rest = data[start:]
+                if overflow or len(pending) + len(rest) > max_line:
+                    overflow += len(pending) + len(rest)
+                    pending.clear()
+                else:
+                    pending += rest
+                break
+            piece = data[start:newline]
+            if overflow:
+                length = overflow + len(piece) + 1
+                yield pending_offset, None, length, True
+                overflow = 0
+            elif pending:
+                pending += piece
+                length = len(pending) + 1
+                yield pending_offset, bytes(pending), length, True
+                pending.clear()
+            else:
+                length = len(piece) + 1
+                yield pending_offset, piece, length, True
+            pending_offset += length
+            start = newline + 1
+    if overflow or pending:
+        yield pending_offset, (None if overflow else bytes(pending)), overflow + len(pending), False
+
+
+@dataclass
+class _Replay:
+    """What Optuna's replay would build, in a few bytes per trial."""
+
+    study_names: dict[str, int] = field(default_factory=dict)
+    alive: set[int] = field(default_factory=set)
+    states: bytearray = field(default_factory=bytearray)
+    trials_per_study: dict[int, int] = field(default_factory=dict)
+    open: dict[int, list[Any]] = field(default_factory=dict)  # trial id -> OpenTrial fields
+    last_owned: dict[str, int] = field(default_factory=dict)  # worker -> trial it last ran
+
+    def apply(self, op: dict[str, Any], line: int) -> None:
+        code = op["op_code"]
+        if code == 0:
+            if op["study_name"] not in self.study_names:
+                sid = len(self.study_names)
+                self.study_names[op["study_name"]] = sid
+                self.alive.add(sid)
+                self.trials_per_study[sid] = 0
+        elif code == 1:
+            self.alive.discard(op["study_id"])
+        elif code == 4:
+            sid = op["study_id"]
+            if sid not in self.alive:
+                return
+            tid = len(self.states)
+            state = op.get("state", RUNNING)
+            state = state if state in range(5) else RUNNING
+            self.states.append(state)
+            number = self.trials_per_study[sid]
+            self.trials_per_study[sid] = number + 1
+            if state in (RUNNING, WAITING):
+                worker = op["worker_id"]
+                self.open[tid] = [sid, number, state, worker, op["datetime_start"], line]
+                if state == RUNNING:
+                    self.last_owned[worker] = tid
+        elif code == 6:
+            tid = op["trial_id"]
+            if type(tid) is not int or not 0 <= tid < len(self.states):
+                return
+            current, new = self.states[tid], op["state"]
+            if current in _FINISHED or (new == RUNNING and current == RUNNING):
+                return
+            self.states[tid] = new
+            if new in _FINISHED:
+                self.open.pop(tid, None)
+            elif new == RUNNING and tid in self.open:
+                entry = self.open[tid]
+                entry[2], entry[3] = RUNNING, op["worker_id"]
+                entry[4] = op.get("datetime_start", entry[4])
+                self.last_owned[op["worker_id"]] = tid
+
+    def open_trials(self) -> tuple[OpenTrial, ...]:
+        names = {sid: name for name, sid in self.study_names.items()}
+        return tuple(
+            OpenTrial(
+                trial_id=tid,
+                study_id=sid,
+                study_name=names.get(sid, "?"),
+                number=number,
+                state=TRIAL_STATES[state],
+                worker_id=worker,
+                datetime_start=start,
+                line=line,
+                abandoned=state == RUNNING and self.last_owned.get(worker, tid) != tid,
+            )
+            for tid, (sid, number, state, worker, start, line) in sorted(self.open.items())
+        )
+
+
+@dataclass(frozen=True)
+class JournalHealth:
+    path: str
+    size: int
+    lines: int
+    ops: int
+    studies: int
+    trials_by_state: dict[str, int]
+    torn_tail_bytes: int
+    nul_bytes: int
+    nul_runs: int
+    damage: tuple[Damage, ...]  # the first MAX_REPORTED
+    damage_count: int
+    prognosis: Prognosis
+    summary: str
+    open_trials: tuple[OpenTrial, ...]
+
+    @property
+    def healthy(self) -> bool:
+        return self.damage_count == 0
+
+
+def open_journal(path: str) -> tuple[int, os.stat_result]:
+    """Open a journal for reading without following a symlink or blocking on a FIFO."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise IsADirectoryError(0, "not a regular file", path)
+    return fd, st
+
+
+def _prognosis_sentence(prognosis: Prognosis, first: Damage | None, size: int) -> str:
+    if prognosis is Prognosis.LOADS:
+        return "Optuna loads this journal." if size else "An empty journal: Optuna loads it."
+    assert first is not None
+    where = f"line {first.line} (byte {first.offset})"
+    if prognosis is Prognosis.NEXT_WORKER_CRASHES:
+        if first.problem is Problem.TORN_TAIL:
+            return (
+                f"Optuna loads it for now (it skips the torn last line at {where}), but the next"
+                " worker's write is glued onto the fragment and lost, that worker crashes, and"
+                " after one more write every load fails: run `journal-doctor repair`."
+            )
+        return (
+            f"Optuna loads it for now (it skips the bad last line at {where}), but after the next"
+            " write every load fails: run `journal-doctor repair`."
+        )
+    return f"Every load fails (first at {where}: {first.detail}): run `journal-doctor repair`."
+
+
+def check_journal(path: str, on_progress: Callable[[int], None] | None = None) -> JournalHealth:
+    """Stream `path` once and report its health. Raises OSError for unreadable paths."""
+    fd, st = open_journal(path)
+    replay = _Replay()
+    damage: list[Damage] = []
+    count = lines = ops = nul_bytes = nul_runs = torn = 0
+    prognosis = Prognosis.LOADS
+    first_fatal: Damage | None = None
+    pending_skippable: Damage | None = None  # a skippable bad line; fatal if anything follows
+    try:
+        for offset, line, length, complete in iter_lines(fd):
+            lines += 1
+            if pending_skippable is not None and first_fatal is None:
+                first_fatal = pending_skippable
+            pending_skippable = None
+            if on_progress is not None and lines % 65536 == 0:
+                on_progress(offset)
+            if line is not None and b"\x00" in line:
+                for run in _NUL_RUN.finditer(line):
+                    nul_runs += 1
+                    nul_bytes += run.end() - run.start()
+            item: Damage | None = None
+            if not complete:
+                torn = length
+                item = Damage(
+                    Problem.TORN_TAIL,
+                    lines,
+                    offset,
+                    length,
+                    f"{length} bytes after the last newline",
+                )
+            elif line is None:
+                item = Damage(
+                    Problem.OVERSIZED,
+                    lines,
+                    offset,
+                    length,
+                    f"a line of {length} bytes, longer than {MAX_LINE} (not decoded)",
+                )
+                pending_skippable = item
+            else:
+                verdict = classify(line)
+                if verdict.problem is None:
+                    ops += 1
+                    assert verdict.op is not None
+                    replay.apply(verdict.op, lines)
+                    continue
+                item = Damage(
+                    verdict.problem, lines, offset, length, verdict.detail, verdict.salvage_offset
+                )
+                if verdict.skippable:
+                    pending_skippable = item
+                elif first_fatal is None:
+                    first_fatal = item
+            count += 1
+            if len(damage) < MAX_REPORTED:
+                damage.append(item)
+    finally:
+        os.close(fd)
+    if first_fatal is not None:
+        prognosis = Prognosis.EVERY_LOAD_FAILS
+    elif damage:
+        prognosis = Prognosis.NEXT_WORKER_CRASHES
+    first = first_fatal or (damage[0] if damage else None)
+    by_state = {name: replay.states.count(i) for i, name in enumerate(TRIAL_STATES)}
+    return JournalHealth(
+        path=path,
+        size=st.st_size,
+        lines=lines,
+        ops=ops,
+        studies=len(replay.alive),
+        trials_by_state=by_state,
+        torn_tail_bytes=torn,
+        nul_bytes=nul_bytes,
+        nul_runs=nul_runs,
+        damage=tuple(damage),
+        damage_count=count,
+        prognosis=prognosis,
+        summary=_prognosis_sentence(prognosis, first, st.st_size),
+        open_trials=replay.open_trials(),
+    )
+
+
+TAIL_PROBE = 64 << 10
+
+
+def tail_health(path: str) -> str:
+    """A cheap look at a journal's end for `scan`: ok, empty, torn-tail, nul-tail, bad-tail."""
+    try:
+        fd, st = open_journal(path)
+    except FileNotFoundError:
+        return "missing"
+    except OSError:
+        return "unreadable"
+    try:
+        if st.st_size == 0:
+            return "empty"
+        os.lseek(fd, max(0, st.st_size - TAIL_PROBE), os.SEEK_SET)
+        tail = os.read(fd, TAIL_PROBE)
+    finally:
+        os.close(fd)
+    if b"\x00" in tail:
+        return "nul-tail"
+    if not tail.endswith(b"\n"):
+        return "torn-tail"
+    last = tail[:-1].rsplit(b"\n", 1)[-1]
+    if len(last) == len(tail) - 1 and st.st_size > TAIL_PROBE:
+        return "ok"  # the last line is longer than the probe: not judged here
+    return "ok" if classify(last).problem is None else "bad-tail"

@@ -1,0 +1,444 @@
+"""`repair`: rewrite a damaged journal so Optuna loads it, losing nothing that any worker saw.
+
+Every line before the first damaged one is kept byte for byte, so a worker that read the journal
+before the repair (and waits for the lock meanwhile) still finds its cached offsets valid. A torn
+or NUL tail is cut; a fused line keeps its complete op; undecodable and non-op lines move to
+`<journal>.quarantine` with their offsets. No good line is ever dropped: study and trial ids are
+assigned by the order of CREATE ops, and a bad line was skipped by every writer that came after
+it, so dropping it agrees with what they all saw.
+
+The journal's own lock is held (with Optuna's protocol, so workers started meanwhile wait) from
+the backup to the rename, its mtime kept fresh so Optuna's grace period does not break it.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import json
+import os
+import shutil
+import stat
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from .clean import break_lock
+from .errors import DoctorError
+from .holders import survey_holders
+from .integrity import (
+    Damage,
+    JournalHealth,
+    Problem,
+    check_journal,
+    classify,
+    iter_lines,
+    open_journal,
+)
+from .model import LockKind, OutcomeKind, Verdict
+from .scan import scan
+
+HEARTBEAT_SECONDS = 5.0  # well inside Optuna's 30 s grace period
+
+
+class RepairRefused(DoctorError):
+    """Repair did not start, or stopped before touching the journal."""
+
+
+@dataclass(frozen=True)
+class PlannedFix:
+    damage: Damage
+    action: str  # "salvage", "quarantine", "truncate"
+
+    @property
+    def sentence(self) -> str:
+        d = self.damage
+        if self.action == "salvage":
+            return (
+                f"line {d.line}: keep the complete op at byte {d.salvage_offset} of the line,"
+                f" quarantine the {d.salvage_offset}-byte fragment before it"
+            )
+        if self.action == "truncate":
+            return f"cut the {d.length}-byte torn tail at byte {d.offset} (kept in quarantine)"
+        return f"line {d.line} (byte {d.offset}): move to quarantine ({d.detail})"
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    journal: str
+    before: JournalHealth
+    plan: tuple[PlannedFix, ...]
+    performed: bool
+    after: JournalHealth | None = None
+    backup: str | None = None
+    quarantine: str | None = None
+    verified: str = ""
+    elapsed_seconds: float = 0.0
+
+
+def plan_for(health: JournalHealth) -> tuple[PlannedFix, ...]:
+    fixes = []
+    for damage in health.damage:
+        if damage.problem is Problem.FUSED:
+            fixes.append(PlannedFix(damage, "salvage"))
+        elif damage.problem is Problem.TORN_TAIL:
+            fixes.append(PlannedFix(damage, "truncate"))
+        else:
+            fixes.append(PlannedFix(damage, "quarantine"))
+    return tuple(fixes)
+
+
+Confirm = Callable[[RepairReport], bool]
+BeforeReplace = Callable[[str], None]
+
+
+def _refuse_if_in_use(journal: str, st: os.stat_result, force_break: bool) -> LockKind | None:
+    """Refuse while anything may be using the journal; returns the kind of an orphaned lock."""
+    report = scan([journal])
+    kind: LockKind | None = None
+    for lock in report.locks:
+        if lock.verdict is not Verdict.ORPHANED:
+            raise RepairRefused(
+                f"{journal}: its lock is {lock.verdict.value} ({lock.judgement.reason}) Repair"
+                " when no worker is running: stop them, or wait and retry."
+            )
+        kind = lock.observation.identity.kind
+        if force_break:
+            outcome = break_lock(lock)
+            if outcome.kind not in (OutcomeKind.REMOVED, OutcomeKind.GONE):
+                raise RepairRefused(
+                    f"{lock.path}: could not remove the orphaned lock: {outcome.detail}"
+                )
+    survey = survey_holders({(st.st_dev, st.st_ino): journal}, {st.st_uid, os.geteuid()})
+    users = survey.holders_by_journal.get((st.st_dev, st.st_ino), ())
+    if users:
+        pids = ", ".join(f"{h.pid} ({h.name})" for h in users)
+        raise RepairRefused(
+            f"{journal}: process {pids} has it open; stop the workers before repairing."
+        )
+    hidden = survey.uninspectable_by_uid.get(st.st_uid, 0)
+    if hidden:
+        raise RepairRefused(
+            f"{journal}: {hidden} process(es) of its owner could not be inspected; run as root"
+            " or as the journal's owner."
+        )
+    return kind
+
+
+class _JournalLock:
+    """The journal's own lock, taken and released the way Optuna does it."""
+
+    def __init__(self, journal: str, kind: LockKind) -> None:
+        self.journal = journal
+        self.path = journal + ".lock"
+        self.kind = kind
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.identity: tuple[int, int] | None = None
+
+    def acquire(self) -> None:
+        try:
+            if self.kind is LockKind.SYMLINK:
+                # The journal's own name, relative to the link's directory: always resolves,
+                # so waiters' grace-period stat works (an absolute or cwd-relative target may not).
+                os.symlink(os.path.basename(self.journal), self.path)
+            else:
+                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW))
+        except FileExistsError:
+            raise RepairRefused(
+                f"{self.path}: a worker took the lock just now; stop the workers and retry."
+            ) from None
+        st = os.lstat(self.path)
+        self.identity = (st.st_dev, st.st_ino)
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        # Optuna's waiters break a lock whose os.stat() mtime stands still for 30 s; for a
+        # symlink lock that stat follows the link to the journal.
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                if self.kind is LockKind.SYMLINK:
+                    os.utime(self.journal, follow_symlinks=False)
+                else:
+                    os.utime(self.path, follow_symlinks=False)
+            except OSError:
+                pass
+
+    def stop_heartbeat(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def release(self) -> None:
+        self.stop_heartbeat()
+        released = f"{self.path}{uuid.uuid4()}.rename"
+        try:
+            os.rename(self.path, released)
+        except FileNotFoundError:
+            return
+        st = os.lstat(released)
+        if (st.st_dev, st.st_ino) != self.identity:
+            # Not ours any more (a waiter broke it and took a new one): put it back.
+            try:
+                os.link(released, self.path, follow_symlinks=False)
+            except FileExistsError:
+                pass  # a newer lock took the name; the one found stays as a leftover
+            else:
+                os.unlink(released)
+            return
+        os.unlink(released)
+
+
+def _backup_path(journal: str) -> tuple[str, int]:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    for n in range(1000):
+        path = f"{journal}.{stamp}.bak" if n == 0 else f"{journal}.{stamp}-{n}.bak"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            continue
+        return path, fd
+    raise RepairRefused(f"{journal}: could not find a free backup name")
+
+
+def _copy(src_fd: int, dst_fd: int) -> None:
+    os.lseek(src_fd, 0, os.SEEK_SET)
+    with open(src_fd, "rb", closefd=False) as src, open(dst_fd, "wb", closefd=False) as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+        dst.flush()
+    os.fsync(dst_fd)
+
+
+def _fsync_directory(directory: str) -> None:
+    fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _quarantine_record(
+    journal: str, damage_line: int, offset: int, raw: bytes, problem: Problem, detail: str
+) -> bytes:
+    record = {
+        "journal": os.fsencode(journal).decode("utf-8", "backslashreplace"),
+        "repaired_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "line": damage_line,
+        "offset": offset,
+        "length": len(raw),
+        "problem": problem.value,
+        "detail": detail,
+        "bytes_b64": base64.b64encode(raw).decode("ascii"),
+    }
+    return (json.dumps(record) + "\n").encode()
+
+
+def _rewrite(src_fd: int, dst_fd: int, quarantine_fd: int, journal: str) -> tuple[int, int]:
+    """Stream the journal into the repaired file. Returns (quarantined entries, salvaged ops)."""
+    os.lseek(src_fd, 0, os.SEEK_SET)
+    quarantined = salvaged = 0
+    number = 0
+    with (
+        open(dst_fd, "wb", closefd=False, buffering=1 << 20) as out,
+        open(quarantine_fd, "ab", closefd=False) as qfile,
+    ):
+        for offset, line, length, complete in iter_lines(src_fd):
+            number += 1
+            if line is None:
+                # Oversized: re-read it in pieces straight into the quarantine.
+                raise RepairRefused(
+                    f"{journal}: line {number} is {length} bytes long; it cannot be checked in"
+                    " bounded memory, so the doctor will not rewrite this journal."
+                )
+            if not complete:
+                qfile.write(
+                    _quarantine_record(
+                        journal, number, offset, line, Problem.TORN_TAIL, "torn tail"
+                    )
+                )
+                quarantined += 1
+                continue
+            verdict = classify(line)
+            if verdict.problem is None:
+                out.write(line + b"\n")
+            elif verdict.problem is Problem.FUSED:
+                assert verdict.salvage_offset is not None
+                out.write(line[verdict.salvage_offset :] + b"\n")
+                qfile.write(
+                    _quarantine_record(
+                        journal,
+                        number,
+                        offset,
+                        line[: verdict.salvage_offset],
+                        Problem.FUSED,
+                        "fragment before a salvaged op",
+                    )
+                )
+                salvaged += 1
+                quarantined += 1
+            else:
+                qfile.write(
+                    _quarantine_record(
+                        journal, number, offset, line + b"\n", verdict.problem, verdict.detail
+                    )
+                )
+                quarantined += 1
+        out.flush()
+        qfile.flush()
+    os.fsync(dst_fd)
+    os.fsync(quarantine_fd)
+    return quarantined, salvaged
+
+
+def verify_with_optuna(path: str) -> tuple[str, dict[str, int]]:
+    """Load `path` with Optuna itself (the one place optuna is imported). Raises on failure."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalStorage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
+    counts: dict[str, int] = {}
+    studies = storage.get_all_studies()
+    for study in studies:
+        for trial in storage.get_all_trials(study._study_id, deepcopy=False):
+            counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+    total = sum(counts.values())
+    summary = (
+        f"Optuna {optuna.__version__} loads it: {len(studies)} study(ies), {total} trial(s)"
+        f" ({', '.join(f'{n} {s}' for s, n in sorted(counts.items())) or 'none'})"
+    )
+    return summary, counts
+
+
+def repair(
+    journal: str,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    confirm: Confirm | None = None,
+    lock_kind: LockKind = LockKind.SYMLINK,
+    before_replace: BeforeReplace | None = None,
+) -> RepairReport:
+    """Repair one journal; see the module docstring. Raises RepairRefused (journal untouched)."""
+    started = time.monotonic()
+    try:
+        before = check_journal(journal)
+    except FileNotFoundError:
+        raise RepairRefused(f"{journal}: no such journal") from None
+    except OSError as err:
+        raise RepairRefused(
+            f"{journal}: {err.strerror or err}; give a regular journal file"
+        ) from None
+    plan = plan_for(before)
+    report = RepairReport(journal, before, plan, performed=False)
+    if before.healthy:
+        return report
+    st = _stat_regular(journal)
+    _refuse_if_in_use(journal, st, force_break=False)
+    if dry_run:
+        return report
+    if not force and (confirm is None or not confirm(report)):
+        raise RepairRefused(f"{journal}: not repaired (not confirmed)")
+    # Again, after the question: time has passed; now an orphaned lock is broken too.
+    orphan_kind = _refuse_if_in_use(journal, st, force_break=True)
+    lock = _JournalLock(journal, orphan_kind or lock_kind)
+    lock.acquire()
+    directory, name = os.path.split(journal)
+    temp = os.path.join(directory, f".{name}.journal-doctor-{uuid.uuid4().hex}.tmp")
+    try:
+        src_fd, locked_st = open_journal(journal)
+        try:
+            if (locked_st.st_dev, locked_st.st_ino) != (st.st_dev, st.st_ino):
+                raise RepairRefused(f"{journal}: replaced while the doctor looked at it; retry")
+            backup, backup_fd = _backup_path(journal)
+            try:
+                _copy(src_fd, backup_fd)
+            finally:
+                os.close(backup_fd)
+            quarantine = journal + ".quarantine"
+            q_fd = os.open(
+                quarantine, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600
+            )
+            dst_fd = os.open(
+                temp,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                stat.S_IMODE(locked_st.st_mode),
+            )
+            try:
+                _rewrite(src_fd, dst_fd, q_fd, journal)
+            finally:
+                os.close(dst_fd)
+                os.close(q_fd)
+        finally:
+            os.close(src_fd)
+        repaired = check_journal(temp)
+        if not repaired.healthy:
+            raise RepairRefused(f"{journal}: the rewritten journal is still damaged; kept as is")
+        try:
+            verified, counts = verify_with_optuna(temp)
+        except Exception as err:  # Optuna's replay raises many types; all mean "not loadable"
+            raise RepairRefused(
+                f"{journal}: Optuna cannot load the rewritten journal ({type(err).__name__}:"
+                f" {err}); the journal is untouched, the backup is {backup}"
+            ) from None
+        if counts.get("COMPLETE", 0) != repaired.trials_by_state["COMPLETE"]:
+            raise RepairRefused(f"{journal}: Optuna and the doctor disagree on COMPLETE trials")
+        if before_replace is not None:
+            before_replace(journal)
+        lock.stop_heartbeat()
+        _same_journal_or_refuse(journal, locked_st)
+        os.rename(temp, journal)
+        _fsync_directory(directory)
+    except BaseException:
+        _remove_quietly(temp)
+        raise
+    finally:
+        lock.release()
+    after = check_journal(journal)
+    return RepairReport(
+        journal,
+        before,
+        plan,
+        performed=True,
+        after=after,
+        backup=backup,
+        quarantine=quarantine,
+        verified=verified,
+        elapsed_seconds=time.monotonic() - started,
+    )
+
+
+def _stat_regular(journal: str) -> os.stat_result:
+    fd, st = open_journal(journal)
+    os.close(fd)
+    return st
+
+
+def _same_journal_or_refuse(journal: str, expected: os.stat_result) -> None:
+    """Right before the rename: still the same regular file, no byte added without the lock."""
+    try:
+        now = os.lstat(journal)
+    except FileNotFoundError:
+        raise RepairRefused(f"{journal}: vanished during the repair; nothing replaced") from None
+    same = (
+        stat.S_ISREG(now.st_mode)
+        and (now.st_dev, now.st_ino) == (expected.st_dev, expected.st_ino)
+        and now.st_size == expected.st_size
+    )
+    if not same:
+        raise RepairRefused(
+            f"{journal}: changed during the repair (replaced, turned into a symlink, or written"
+            " without the lock); nothing replaced"
+        )
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError as err:
+        if err.errno != errno.ENOENT:
+            raise
