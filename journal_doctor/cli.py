@@ -58,7 +58,7 @@ def _stdout_console() -> Console:
 
 
 stdout = _stdout_console()
-stderr = Console(stderr=True, highlight=False)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)  # one message, one line
 
 T = TypeVar("T")
 

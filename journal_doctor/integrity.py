@@ -157,7 +157,7 @@ def _salvage(line: bytes) -> tuple[int, dict[str, Any]] | None:
 
 
 def classify(line: bytes) -> Classified:
-    """Judge one complete line (without its newline) exactly as `json.loads(bytes)` would."""
+    """Judge one complete line (with its newline) exactly as Optuna's `json.loads(line)` would."""
     try:
         value = json.loads(line)
     except UnicodeDecodeError as err:
@@ -186,7 +186,12 @@ def classify(line: bytes) -> Classified:
 def iter_lines(
     fd: int, chunk: int = CHUNK, max_line: int = MAX_LINE
 ) -> Iterator[tuple[int, bytes | None, int, bool]]:
-    """(offset, line without newline or None if oversized, length incl. newline, complete)."""
+    """(offset, line, length, complete) for each line of the file, in bounded memory.
+
+    A complete line keeps its newline, exactly as Optuna's `for line in f` hands it to
+    `json.loads` (which matters: the newline can decide whether NULs decode as UTF-32). The
+    line is None when it is longer than `max_line` (only its length is known then).
+    """
     pending = bytearray()
     pending_offset = 0
     overflow = 0  # bytes of an oversized line already dropped
@@ -205,19 +210,18 @@ def iter_lines(
                 else:
                     pending += rest
                 break
-            piece = data[start:newline]
+            piece = data[start : newline + 1]
+            line: bytes | None
             if overflow:
-                length = overflow + len(piece) + 1
-                yield pending_offset, None, length, True
+                line, length = None, overflow + len(piece)
                 overflow = 0
             elif pending:
                 pending += piece
-                length = len(pending) + 1
-                yield pending_offset, bytes(pending), length, True
+                line, length = bytes(pending), len(pending)
                 pending.clear()
             else:
-                length = len(piece) + 1
-                yield pending_offset, piece, length, True
+                line, length = piece, len(piece)
+            yield pending_offset, line, length, True
             pending_offset += length
             start = newline + 1
     if overflow or pending:
@@ -453,4 +457,4 @@ def tail_health(path: str) -> str:
     last = tail[:-1].rsplit(b"\n", 1)[-1]
     if len(last) == len(tail) - 1 and st.st_size > TAIL_PROBE:
         return "ok"  # the last line is longer than the probe: not judged here
-    return "ok" if classify(last).problem is None else "bad-tail"
+    return "ok" if classify(last + b"\n").problem is None else "bad-tail"

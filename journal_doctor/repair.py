@@ -264,10 +264,10 @@ def _rewrite(src_fd: int, dst_fd: int, quarantine_fd: int, journal: str) -> tupl
                 continue
             verdict = classify(line)
             if verdict.problem is None:
-                out.write(line + b"\n")
+                out.write(line)
             elif verdict.problem is Problem.FUSED:
                 assert verdict.salvage_offset is not None
-                out.write(line[verdict.salvage_offset :] + b"\n")
+                out.write(line[verdict.salvage_offset :])
                 qfile.write(
                     _quarantine_record(
                         journal,
@@ -283,7 +283,7 @@ def _rewrite(src_fd: int, dst_fd: int, quarantine_fd: int, journal: str) -> tupl
             else:
                 qfile.write(
                     _quarantine_record(
-                        journal, number, offset, line + b"\n", verdict.problem, verdict.detail
+                        journal, number, offset, line, verdict.problem, verdict.detail
                     )
                 )
                 quarantined += 1
