@@ -38,7 +38,7 @@ class TrialsReport:
 
 def list_trials(journal: str) -> TrialsReport:
     try:
-        return TrialsReport(journal, check_journal(journal))
+        return TrialsReport(journal, check_journal(journal, open_trials=True))
     except FileNotFoundError:
         raise TrialsRefused(f"{journal}: no such journal") from None
 
@@ -115,4 +115,4 @@ def fail_trials(
             )
         else:
             actions.append(TrialAction(trial, "failed", "marked FAIL"))
-    return TrialsReport(journal, check_journal(journal), tuple(actions))
+    return TrialsReport(journal, check_journal(journal, open_trials=True), tuple(actions))

@@ -286,7 +286,7 @@ def kill_mid_trial(journal: Path, workers: Workers, lock: str = "symlink") -> No
         workers.kill_holding(journal, lock)
         age_path(Path(f"{journal}.lock"), 10)
         assert doctor_json("clean", "--force", str(journal.parent))[0] == 0
-        if any(t.state == "RUNNING" for t in check_journal(str(journal)).open_trials):
+        if check_journal(str(journal)).trials_by_state["RUNNING"]:
             return
     raise AssertionError("no kill left a RUNNING trial in 20 attempts")
 
@@ -361,6 +361,6 @@ def test_abandoned_flag_when_the_worker_moved_on(tmp_path: Path) -> None:
     )
     first = study.ask()  # never told: left RUNNING
     study.ask()
-    health = check_journal(str(journal))
+    health = check_journal(str(journal), open_trials=True)
     flags = {t.number: t.abandoned for t in health.open_trials}
     assert flags == {first.number: True, first.number + 1: False}

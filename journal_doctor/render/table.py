@@ -260,10 +260,10 @@ def render_health(console: Console, health: JournalHealth, *, quiet: bool = Fals
             console.print(table)
             if health.damage_count > len(health.damage):
                 console.print(Text(f"  ... {health.damage_count - len(health.damage)} more"))
-        running = [t for t in health.open_trials if t.state == "RUNNING"]
+        running = health.trials_by_state["RUNNING"]
         if running:
             console.print(
-                Text(f"  {len(running)} trial(s) still RUNNING: `journal-doctor trials` lists them")
+                Text(f"  {running} trial(s) still RUNNING: `journal-doctor trials` lists them")
             )
     console.print(Text("  " + health.summary))
 
