@@ -309,7 +309,7 @@ def render_trials(console: Console, report: TrialsReport) -> None:
                 str(t.number),
                 t.state,
                 Text(t.worker_id),
-                Text(t.datetime_start or "-"),
+                Text((t.datetime_start or "-")[:19]),
                 age,
                 note,
             )
