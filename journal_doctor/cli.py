@@ -9,19 +9,17 @@ import enum
 import sys
 import time
 from collections.abc import Callable
-from functools import partial
-from typing import Annotated, NoReturn, TypeVar
+from functools import cache, partial
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
 from ._version import __version__
 from .errors import DoctorError, UsageError
 from .model import Outcome, OutcomeKind, ScanReport
-from .render import jsonout, table
+from .render import jsonout
 from .render.text import display_path
-from .scan import ProgressEvent
+from .scanner import ProgressEvent
 
 EXAMPLES = """
 \b
@@ -48,24 +46,43 @@ app = typer.Typer(
 )
 
 
-def _stdout_console() -> Console:
-    # Piped output (logs of job scripts) is read later in wide viewers: do not squeeze tables
-    # into Rich's 80-column default. A terminal or $COLUMNS still decides when present.
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+@cache
+def out() -> Console:
+    """stdout for people. Rich is imported only when something is rendered for people:
+    `--json` and one-line errors never pay for it (start-up time is a feature of `scan`)."""
     import os
 
+    from rich.console import Console
+
+    # Piped output (logs of job scripts) is read later in wide viewers: do not squeeze tables
+    # into Rich's 80-column default. A terminal or $COLUMNS still decides when present.
     wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
     return Console(highlight=False, soft_wrap=False, width=160 if wide else None)
 
 
-stdout = _stdout_console()
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)  # one message, one line
+@cache
+def err() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)  # one message, one line
+
+
+def say(message: str) -> None:
+    """One line on stderr, file names escaped, no Rich needed."""
+    sys.stderr.write(f"journal-doctor: {display_path(message)}\n")
+    sys.stderr.flush()
+
 
 T = TypeVar("T")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """One line on stderr, then the exit code: never a traceback."""
-    stderr.print(Text(f"journal-doctor: {message}"))
+    say(message)
     raise typer.Exit(code)
 
 
@@ -82,7 +99,7 @@ def run_core(call: Callable[[], T]) -> T:
 
 def _version(value: bool) -> None:
     if value:
-        stdout.print(f"journal-doctor {__version__}")
+        print(f"journal-doctor {__version__}")
         raise typer.Exit(0)
 
 
@@ -136,7 +153,7 @@ def _progress(verbose: bool) -> Callable[[ProgressEvent], None] | None:
         return None
 
     def show(event: ProgressEvent) -> None:
-        stderr.print(Text(f"{event.stage}: {event.count} {event.detail}".rstrip(), style="dim"))
+        sys.stderr.write(f"{event.stage}: {event.count} {event.detail}".rstrip() + "\n")
 
     return show
 
@@ -157,7 +174,7 @@ def scan(
     where this host cannot see). Exit 1 when an orphaned/stuck/unknown lock or a leftover
     remains.
     """
-    from .scan import scan as scan_core
+    from .scanner import scan as scan_core
 
     report = run_core(
         lambda: scan_core(
@@ -170,7 +187,9 @@ def scan(
     if json_output:
         print(jsonout.dumps(jsonout.scan_json(report)))
     else:
-        table.render_scan(stdout, report, quiet=quiet)
+        from .render import table  # Rich only for people, not for --json
+
+        table.render_scan(out(), report, quiet=quiet)
     raise typer.Exit(1 if report.needs_attention() else 0)
 
 
@@ -178,16 +197,15 @@ def _confirmer(json_output: bool, quiet: bool) -> Callable[[ScanReport, tuple[Ou
     def confirm(report: ScanReport, plan: tuple[Outcome, ...]) -> bool:
         count = sum(o.kind is OutcomeKind.WOULD_REMOVE for o in plan)
         if not sys.stdin.isatty():
-            stderr.print(
-                Text(
-                    f"journal-doctor: refusing to remove {count} orphaned artifact(s) without"
-                    " confirmation (stdin is not a terminal): pass --force to remove them or"
-                    " --dry-run to only show the plan."
-                )
+            say(
+                f"refusing to remove {count} orphaned artifact(s) without confirmation (stdin is"
+                " not a terminal): pass --force to remove them or --dry-run to only show the plan."
             )
             return False
-        console = stderr if json_output else stdout
+        console = err() if json_output else out()
         if not quiet:
+            from .render import table  # Rich only for people, not for --json
+
             table.render_plan(console, report, plan)
         return typer.confirm(f"Remove {count} orphaned artifact(s)?", default=False, err=True)
 
@@ -228,7 +246,7 @@ def clean(
     --force it refuses. Each removal re-checks the holders and removes the lock only if it is
     still the very file that was judged. Exit 0 only when nothing blocks a resume afterwards.
     """
-    from .clean import clean as clean_core
+    from .cleaner import clean as clean_core
 
     report = run_core(
         lambda: clean_core(
@@ -246,9 +264,13 @@ def clean(
         print(jsonout.dumps(jsonout.clean_json(report)))
     else:
         if dry_run and not quiet:
-            table.render_plan(stdout, report.scan, report.outcomes)
+            from .render import table  # Rich only for people, not for --json
+
+            table.render_plan(out(), report.scan, report.outcomes)
         else:
-            table.render_clean(stdout, report, quiet=quiet)
+            from .render import table  # Rich only for people, not for --json
+
+            table.render_clean(out(), report, quiet=quiet)
     raise typer.Exit(1 if report.needs_attention() else 0)
 
 
@@ -300,7 +322,9 @@ def check(
         print(jsonout.dumps(jsonout.check_json(results)))
     else:
         for health in results:
-            table.render_health(stdout, health, quiet=quiet)
+            from .render import table  # Rich only for people, not for --json
+
+            table.render_health(out(), health, quiet=quiet)
     raise typer.Exit(0 if all(h.healthy for h in results) else 1)
 
 
@@ -333,7 +357,9 @@ def repair(
                 f"refusing to repair {report.journal} without confirmation (stdin is not a"
                 " terminal): pass --force to repair it or --dry-run to only show the plan."
             )
-        table.render_repair(stderr if json_output else stdout, report)
+        from .render import table  # Rich only for people, not for --json
+
+        table.render_repair(err() if json_output else out(), report)
         return typer.confirm(f"Repair {display_path(report.journal)}?", default=False, err=True)
 
     kind = LockKind.FILE if lock is LockChoice.open else LockKind.SYMLINK
@@ -344,12 +370,12 @@ def repair(
             report = repair_core(
                 journal, dry_run=dry_run, force=force, confirm=confirm, lock_kind=kind
             )
-        except DoctorError as err:
-            stderr.print(Text(f"journal-doctor: {display_path(str(err))}"))
+        except DoctorError as error:
+            say(str(error))
             code = 1
             continue
-        except OSError as err:
-            stderr.print(Text(f"journal-doctor: {display_path(journal)}: {err.strerror or err}"))
+        except OSError as error:
+            say(f"{journal}: {error.strerror or error}")
             code = 1
             continue
         reports.append(report)
@@ -359,7 +385,9 @@ def repair(
         print(jsonout.dumps(jsonout.repair_json(reports)))
     else:
         for report in reports:
-            table.render_repair(stdout, report)
+            from .render import table  # Rich only for people, not for --json
+
+            table.render_repair(out(), report)
     raise typer.Exit(code)
 
 
@@ -399,7 +427,9 @@ def trials(
     if json_output:
         print(jsonout.dumps(jsonout.trials_json(report)))
     else:
-        table.render_trials(stdout, report)
+        from .render import table  # Rich only for people, not for --json
+
+        table.render_trials(out(), report)
     running = [t for t in report.health.open_trials if t.state == "RUNNING"]
     raise typer.Exit(1 if running else 0)
 
@@ -418,29 +448,35 @@ def demo(
 
     Runs in a temporary directory and removes it afterwards. Needs optuna (a dependency).
     """
+    from rich.text import Text
+
     from .demo import DemoError, run_demo
 
     started = time.monotonic()
     try:
         for step in run_demo(trials=trials, compare=compare):
-            stdout.rule(Text(step.title))
+            out().rule(Text(step.title))
             if step.detail:
-                stdout.print(Text(display_path(step.detail)))
+                out().print(Text(display_path(step.detail)))
             if step.scan is not None:
-                table.render_scan(stdout, step.scan)
+                from .render import table  # Rich only for people, not for --json
+
+                table.render_scan(out(), step.scan)
             if step.clean is not None:
-                table.render_clean(stdout, step.clean)
+                from .render import table  # Rich only for people, not for --json
+
+                table.render_clean(out(), step.clean)
     except DemoError as err:
         fail(f"demo failed: {err}")
-    stdout.rule(Text("Done"))
-    stdout.print(Text(f"Demo finished in {time.monotonic() - started:.1f} s; nothing left behind."))
+    out().rule(Text("Done"))
+    out().print(Text(f"Demo finished in {time.monotonic() - started:.1f} s; nothing left behind."))
 
 
 def main() -> None:
     try:
         app(prog_name="journal-doctor")
     except KeyboardInterrupt:
-        stderr.print(Text("journal-doctor: interrupted"))
+        say("interrupted")
         sys.exit(130)
 
 

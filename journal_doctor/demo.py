@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .clean import clean
+from .cleaner import clean
 from .model import CleanReport, ScanReport
-from .scan import scan
+from .scanner import scan
 
 DEMO_MIN_AGE = 1.0
 

@@ -1,5 +1,8 @@
 """The data that flows between the stages: discover -> observe -> judge -> act/render.
 
+Records that are never compared are declared eq=False: each generated method costs start-up
+time, and `journal-doctor scan` is meant to start fast.
+
 Everything here is a frozen dataclass or an enum, so a test can build any situation (a lock on
 NFS, a holder in disk-sleep, an uninspectable owner) without a filesystem or a process.
 """
@@ -60,7 +63,7 @@ class Holder:
         return self.status in ("stopped", "tracing-stop")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class HolderSurvey:
     """One pass over the process table, serving every lock of a scan."""
 
@@ -101,7 +104,7 @@ class Filesystem:
     network: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LockObservation:
     """Everything seen of one lock, before any judgement."""
 
@@ -135,7 +138,7 @@ class Judgement:
     transient: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LockReport:
     observation: LockObservation
     holders: tuple[Holder, ...]  # writing: they hold the lock
@@ -151,7 +154,7 @@ class LockReport:
         return self.judgement.verdict
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LeftoverReport:
     path: str
     journal: str
@@ -168,7 +171,7 @@ class LeftoverReport:
         return self.judgement.verdict
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ScanProblem:
     """A path the scan could not read; the scan went on without it."""
 
@@ -176,7 +179,7 @@ class ScanProblem:
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ScanReport:
     roots: tuple[str, ...]
     host: str
@@ -209,7 +212,7 @@ class OutcomeKind(str, enum.Enum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Outcome:
     path: str
     kind: OutcomeKind
@@ -217,7 +220,7 @@ class Outcome:
     verdict: Verdict
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CleanReport:
     scan: ScanReport
     outcomes: tuple[Outcome, ...]

@@ -13,7 +13,6 @@ import time
 from functools import cache
 
 from .discover import LeftoverCandidate, LockCandidate
-from .integrity import tail_health
 from .model import (
     Filesystem,
     Identity,
@@ -86,6 +85,8 @@ def _journal_state(journal: str) -> JournalState:
     except OSError:
         return JournalState(exists=False)
     regular = stat.S_ISREG(st.st_mode)
+    from .integrity import tail_health  # only once a lock was found
+
     return JournalState(
         exists=True,
         size=st.st_size,

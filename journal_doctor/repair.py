@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from .clean import break_lock
+from .cleaner import break_lock
 from .errors import DoctorError
 from .holders import survey_holders
 from .integrity import (
@@ -39,7 +39,7 @@ from .integrity import (
     open_journal,
 )
 from .model import LockKind, OutcomeKind, Verdict
-from .scan import scan
+from .scanner import scan
 
 HEARTBEAT_SECONDS = 5.0  # well inside Optuna's 30 s grace period
 

@@ -23,7 +23,7 @@ from journal_doctor.model import (
     Thresholds,
     Verdict,
 )
-from journal_doctor.scan import judge_all
+from journal_doctor.scanner import judge_all
 
 LOCAL = Filesystem("ext4", "/", network=False)
 NFS = Filesystem("nfs4", "/shared", network=True)

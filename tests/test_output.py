@@ -167,3 +167,12 @@ def test_unreadable_directory_is_reported_and_scan_goes_on(tmp_path: Path) -> No
         assert result.returncode == 1
     finally:
         shutil.rmtree(root)
+
+
+def test_api_names_stay_functions_after_the_cli_loaded_everything() -> None:
+    import journal_doctor
+    import journal_doctor.cli  # imports the modules behind the lazy names
+
+    assert callable(journal_doctor.scan)
+    assert callable(journal_doctor.clean)
+    assert journal_doctor.Verdict.ORPHANED.value == "orphaned"

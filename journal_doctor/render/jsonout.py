@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..model import CleanReport, Holder, LeftoverReport, LockReport, Outcome, ScanReport
@@ -19,6 +18,8 @@ SCHEMA = 1
 def _iso(epoch: float | None) -> str | None:
     if epoch is None:
         return None
+    from datetime import datetime, timezone
+
     return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="seconds")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -38,6 +37,15 @@ Progress = Callable[[ProgressEvent], None]
 
 def _no_progress(event: ProgressEvent) -> None:
     pass
+
+
+def hostname() -> str:
+    # os.uname() needs no import of socket (a few ms of every start-up).
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket  # pragma: no cover - Windows
+
+    return socket.gethostname()
 
 
 def check_roots(paths: Iterable[str]) -> tuple[str, ...]:
@@ -116,7 +124,7 @@ def scan(
     notify(ProgressEvent("judged", len(locks) + len(leftovers)))
     return ScanReport(
         roots=roots,
-        host=socket.gethostname(),
+        host=hostname(),
         locks=locks,
         leftovers=tuple(leftovers),
         problems=tuple(problems),

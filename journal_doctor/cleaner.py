@@ -31,7 +31,7 @@ from .model import (
     Verdict,
 )
 from .observe import Observer
-from .scan import Progress, judge_all, scan, survey_for
+from .scanner import Progress, judge_all, scan, survey_for
 
 # Called with the plan (every artifact's intended outcome); True means go ahead.
 Confirm = Callable[[ScanReport, tuple[Outcome, ...]], bool]
