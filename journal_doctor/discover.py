@@ -74,13 +74,14 @@ def _walk(root: str, on_problem: Callable[[ScanProblem], None]) -> Iterator[Cand
         try:
             with os.scandir(directory) as entries:
                 for entry in entries:
-                    name = entry.name
-                    candidate = classify_name(directory, name, root)
-                    if candidate is not None:
-                        yield candidate
-                        continue
+                    # The hot loop of a scan: one substring test per entry, and d_type (no stat)
+                    # to tell directories; symlinked directories are not followed.
+                    if _MAYBE_ARTIFACT in entry.name:
+                        candidate = classify_name(directory, entry.name, root)
+                        if candidate is not None:
+                            yield candidate
+                            continue
                     try:
-                        # d_type answers this without a stat; symlinked dirs are not followed.
                         if entry.is_dir(follow_symlinks=False):
                             stack.append(entry.path)
                     except OSError as err:

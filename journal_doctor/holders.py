@@ -115,20 +115,23 @@ def _describe(proc: object, writing: bool) -> Holder:
         )
 
 
-def survey_holders(journals: Mapping[JournalKey, str], owner_uids: Collection[int]) -> HolderSurvey:
+def survey_holders(
+    journals: Mapping[JournalKey, str],
+    owner_uids: Collection[int],
+    aliases: Collection[str] = (),
+) -> HolderSurvey:
     """One pass over the processes of `owner_uids`, finding who has any of `journals` open.
 
-    `journals` maps (device, inode) to a path (its name speeds up the fd match). Returns at once
-    when there is nothing to look for.
+    `journals` maps (device, inode) to a path: an fd is stat'ed only if its link names a file
+    with one of those names, or one of `aliases` (the names symlinked journals point to).
+    Returns at once when there is nothing to look for.
     """
     if not journals:
         return HolderSurvey()
     import psutil
 
-    names: set[str] = set()
-    for path in journals.values():
-        names.add(os.path.basename(path))
-        names.add(os.path.basename(os.path.realpath(path)))
+    names = {os.path.basename(path) for path in journals.values()}
+    names.update(aliases)
     wanted_uids = set(owner_uids)
     me = os.getpid()
     linux = sys.platform.startswith("linux")

@@ -556,26 +556,16 @@ def check_journal(
 TAIL_PROBE = 64 << 10
 
 
-def tail_health(path: str) -> str:
-    """A cheap look at a journal's end for `scan`: ok, empty, torn-tail, nul-tail, bad-tail."""
-    try:
-        fd, st = open_journal(path)
-    except FileNotFoundError:
-        return "missing"
-    except OSError:
-        return "unreadable"
-    try:
-        if st.st_size == 0:
-            return "empty"
-        os.lseek(fd, max(0, st.st_size - TAIL_PROBE), os.SEEK_SET)
-        tail = os.read(fd, TAIL_PROBE)
-    finally:
-        os.close(fd)
+def health_of_tail(tail: bytes, size: int) -> str:
+    """A cheap verdict on a journal's last bytes for `scan`: ok, empty, torn-tail, nul-tail,
+    bad-tail. `check` reads the whole file."""
+    if size == 0:
+        return "empty"
     if b"\x00" in tail:
         return "nul-tail"
     if not tail.endswith(b"\n"):
         return "torn-tail"
     last = tail[:-1].rsplit(b"\n", 1)[-1]
-    if len(last) == len(tail) - 1 and st.st_size > TAIL_PROBE:
+    if len(last) == len(tail) - 1 and size > len(tail):
         return "ok"  # the last line is longer than the probe: not judged here
     return "ok" if classify(last + b"\n").problem is None else "bad-tail"

@@ -86,9 +86,11 @@ class JournalState:
     device: int | None = None
     inode: int | None = None
     is_regular: bool = False
-    # A cheap look at the journal's last 64 KiB (`integrity.tail_health`): ok, empty,
+    # A cheap look at the journal's last 64 KiB (`integrity.health_of_tail`): ok, empty,
     # torn-tail, nul-tail, bad-tail, missing, unreadable. `check` reads the whole file.
     health: str = "missing"
+    looks_like_journal: bool = False  # empty, or starts like JSON lines
+    alias: str | None = None  # the name a symlinked journal's fd shows in /proc
 
     @property
     def key(self) -> tuple[int, int] | None:

@@ -78,49 +78,42 @@ _JOURNAL_PROBE_BYTES = 64
 
 
 def _journal_state(journal: str) -> JournalState:
+    """The file beside a lock: identity, size, whether it looks like a journal, tail health.
+
+    One open and at most two preads. The journal is followed if it is a symlink (a holder has
+    the target open, and holders are matched by (device, inode)); it is opened only once stat
+    said it is a regular file, with O_NONBLOCK in case it was swapped for a FIFO meanwhile.
+    """
     try:
-        # Follows a symlinked journal on purpose: a holder has the target open, and
-        # holders are matched by (device, inode).
-        st = os.stat(journal)
+        st = os.lstat(journal)
+        alias = None
+        if stat.S_ISLNK(st.st_mode):
+            st = os.stat(journal)
+            alias = os.path.basename(os.path.realpath(journal))
     except OSError:
         return JournalState(exists=False)
-    regular = stat.S_ISREG(st.st_mode)
-    from .integrity import tail_health  # only once a lock was found
+    if not stat.S_ISREG(st.st_mode):
+        return JournalState(True, st.st_size, st.st_mtime, st.st_dev, st.st_ino, False,
+                            "not-a-file", False, alias)  # fmt: skip
+    from .integrity import TAIL_PROBE, health_of_tail  # only once a lock was found
 
-    return JournalState(
-        exists=True,
-        size=st.st_size,
-        mtime=st.st_mtime,
-        device=st.st_dev,
-        inode=st.st_ino,
-        is_regular=regular,
-        health=tail_health(journal) if regular else "not-a-file",
-    )
-
-
-def _looks_like_journal(journal: str, state: JournalState) -> bool:
-    """Does the file beside a `.lock` look like an Optuna journal (JSON lines)?
-
-    This keeps `poetry.lock`, `.git/index.lock` and friends out of the report: their "journal"
-    is missing or is not JSON.
-    """
-    if not state.exists or not state.is_regular:
-        return False
-    if state.size == 0:
-        return True
+    head = tail = b""
     try:
-        fd = os.open(journal, os.O_RDONLY | os.O_NONBLOCK)
+        fd = os.open(journal, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            tail = os.pread(fd, TAIL_PROBE, max(0, st.st_size - TAIL_PROBE))
+            head = tail if st.st_size <= TAIL_PROBE else os.pread(fd, _JOURNAL_PROBE_BYTES, 0)
+        finally:
+            os.close(fd)
+        health = health_of_tail(tail, st.st_size)
     except OSError:
-        return False
-    try:
-        head = os.read(fd, _JOURNAL_PROBE_BYTES)
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-    stripped = head.lstrip(b" \t\r\n")
-    # A power loss can leave NULs where the first write should have been.
-    return not stripped or stripped[:1] in (b"{", b"\x00")
+        health = "unreadable"
+    stripped = head[:_JOURNAL_PROBE_BYTES].lstrip(b" \t\r\n")
+    # JSON lines start with "{"; a power loss can leave NULs where the first write should be.
+    # This keeps `poetry.lock`, `.git/index.lock` and friends out of the report.
+    looks = health != "unreadable" and (not stripped or stripped[:1] in (b"{", b"\x00"))
+    return JournalState(True, st.st_size, st.st_mtime, st.st_dev, st.st_ino, True, health,
+                        looks, alias)  # fmt: skip
 
 
 class Observer:
@@ -132,6 +125,7 @@ class Observer:
         self._boot_time: float | None = None
         self._filesystems: dict[str, Filesystem] = {}
         self._directories: dict[str, tuple[int, int]] = {}
+        self._by_device: dict[int, Filesystem] | None = None
 
     @property
     def boot_time(self) -> float:
@@ -151,7 +145,34 @@ class Observer:
             self._mounts = mounts
         return self._mounts
 
-    def filesystem_of(self, directory: str) -> Filesystem:
+    def _filesystems_by_device(self) -> dict[int, Filesystem]:
+        """st_dev -> filesystem, from /proc/self/mountinfo: no stat of any mount point (a dead
+        NFS server would hang it) and no realpath per lock directory."""
+        if self._by_device is None:
+            self._by_device = {}
+            try:
+                with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+                    for line in f:
+                        fields = line.split()
+                        try:
+                            major, minor = fields[2].split(":")
+                            fs_type = fields[fields.index("-", 6) + 1]
+                        except (IndexError, ValueError):
+                            continue
+                        device = os.makedev(int(major), int(minor))
+                        mountpoint = fields[4].replace("\\040", " ")
+                        self._by_device.setdefault(
+                            device, Filesystem(fs_type, mountpoint, is_network_filesystem(fs_type))
+                        )
+            except OSError:
+                pass  # not Linux: the mount-point prefix match below serves
+        return self._by_device
+
+    def filesystem_of(self, directory: str, device: int | None = None) -> Filesystem:
+        if device is not None:
+            by_device = self._filesystems_by_device().get(device)
+            if by_device is not None:
+                return by_device
         real = os.path.realpath(directory)
         found = self._filesystems.get(real)
         if found is None:
@@ -189,25 +210,24 @@ class Observer:
             # Optuna links `<J>.lock -> J as given`, so the target always ends with J's name.
             if os.path.basename(target) == os.path.basename(candidate.journal):
                 kind = LockKind.SYMLINK
-            elif _looks_like_journal(candidate.journal, journal):
+            elif journal.looks_like_journal:
                 kind = LockKind.OTHER
             else:
                 return None
         elif stat.S_ISREG(st.st_mode):
-            if st.st_size == 0 and (
-                not journal.exists or _looks_like_journal(candidate.journal, journal)
-            ):
+            if st.st_size == 0 and (not journal.exists or journal.looks_like_journal):
                 kind = LockKind.FILE
-            elif _looks_like_journal(candidate.journal, journal):
+            elif journal.looks_like_journal:
                 kind = LockKind.OTHER
             else:
                 return None
-        elif _looks_like_journal(candidate.journal, journal):
+        elif journal.looks_like_journal:
             kind = LockKind.OTHER
         else:
             return None
 
         directory = os.path.dirname(candidate.path) or "."
+        directory_key = self.directory_key(directory)
         resolved: str | None = None
         dangling = False
         if kind is LockKind.SYMLINK and target is not None:
@@ -221,12 +241,12 @@ class Observer:
             age_seconds=max(0.0, self.now - st.st_mtime),
             owner_uid=st.st_uid,
             owner=user_name(st.st_uid),
-            filesystem=self.filesystem_of(directory),
+            filesystem=self.filesystem_of(directory, directory_key[0]),
             predates_boot=st.st_mtime < self.boot_time,
             dangling=dangling,
             resolved_target=resolved,
             journal_state=journal,
-            directory_key=self.directory_key(directory),
+            directory_key=directory_key,
         )
 
     def leftover_age(self, candidate: LeftoverCandidate) -> tuple[os.stat_result, float] | None:

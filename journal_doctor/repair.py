@@ -112,7 +112,11 @@ def _refuse_if_in_use(journal: str, st: os.stat_result, force_break: bool) -> Lo
                 raise RepairRefused(
                     f"{lock.path}: could not remove the orphaned lock: {outcome.detail}"
                 )
-    survey = survey_holders({(st.st_dev, st.st_ino): journal}, {st.st_uid, os.geteuid()})
+    survey = survey_holders(
+        {(st.st_dev, st.st_ino): journal},
+        {st.st_uid, os.geteuid()},
+        aliases=[os.path.basename(os.path.realpath(journal))],
+    )
     users = survey.holders_by_journal.get((st.st_dev, st.st_ino), ())
     if users:
         pids = ", ".join(f"{h.pid} ({h.name})" for h in users)

@@ -63,7 +63,8 @@ def survey_for(observations: Sequence[LockObservation]) -> HolderSurvey:
     journals = {
         key: obs.journal for obs in observations if (key := obs.journal_state.key) is not None
     }
-    return survey_holders(journals, {obs.owner_uid for obs in observations})
+    aliases = {a for obs in observations if (a := obs.journal_state.alias) is not None}
+    return survey_holders(journals, {obs.owner_uid for obs in observations}, aliases)
 
 
 def judge_all(

@@ -69,7 +69,11 @@ def fail_trials(
             f"{journal}: damaged ({report.health.summary}) Repair it first: journal-doctor repair"
         )
     st = os.stat(journal)
-    survey = survey_holders({(st.st_dev, st.st_ino): journal}, {st.st_uid, os.geteuid()})
+    survey = survey_holders(
+        {(st.st_dev, st.st_ino): journal},
+        {st.st_uid, os.geteuid()},
+        aliases=[os.path.basename(os.path.realpath(journal))],
+    )
     users = survey.holders_by_journal.get((st.st_dev, st.st_ino), ())
     if users and not force:
         pids = ", ".join(f"{h.pid} ({h.name})" for h in users)

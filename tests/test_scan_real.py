@@ -179,3 +179,29 @@ def test_scan_does_not_import_optuna(tmp_path: Path) -> None:
         [sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, check=False
     )
     assert result.stderr.strip().splitlines()[-1] == "CLEAN", result.stderr
+
+
+def test_holder_of_a_symlinked_journal_is_found(tmp_path: Path) -> None:
+    # The fd of a process names the file the symlink points to, not the journal's own name.
+    (tmp_path / "data").mkdir()
+    real = tmp_path / "data" / "study-2026.log"
+    real.write_text('{"op_code":0}\n')
+    journal = tmp_path / "j.log"
+    os.symlink(real, journal)
+    os.symlink("j.log", tmp_path / "j.log.lock")
+    age_path(tmp_path / "j.log.lock", 60)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys,time; f=open(sys.argv[1],'ab'); print(1, flush=True);"
+         " time.sleep(60)", str(real)],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == b"1"
+        _, document = doctor_json("scan", str(tmp_path))
+    finally:
+        holder.kill()
+        holder.wait()
+    (lock,) = [lock for lock in document["locks"] if lock["path"].endswith("j.log.lock")]
+    assert lock["verdict"] == "active"
+    assert [h["pid"] for h in lock["holders"]] == [holder.pid]

@@ -108,7 +108,11 @@ def clean_json(report: CleanReport) -> dict[str, Any]:
 
 
 def dumps(document: dict[str, Any]) -> str:
-    return json.dumps(document, indent=2, allow_nan=False)
+    try:
+        import orjson  # ~10x faster for a scan of thousands of locks
+    except ImportError:  # pragma: no cover - orjson is a dependency
+        return json.dumps(document, indent=2, allow_nan=False)
+    return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()
 
 
 def health_json(health: JournalHealth) -> dict[str, Any]:

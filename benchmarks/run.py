@@ -1,0 +1,360 @@
+"""journal-doctor benchmarks: each figure beside a baseline measured in the same run.
+
+    python benchmarks/run.py            # everything, about 4 minutes (1 GB journal)
+    python benchmarks/run.py --quick    # a 100 MB journal and fewer repeats, about 1.5 minutes
+
+The machines are shared and noisy, so the results are ratios against baselines taken in the same
+run, each a median over repeated runs. Builds all its data in a temporary directory and removes
+it afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from journal_data import write_journal  # noqa: E402
+
+PYTHON = sys.executable
+DOCTOR = [PYTHON, "-m", "journal_doctor"]
+_script = Path(PYTHON).with_name("journal-doctor")
+if _script.exists():
+    DOCTOR = [str(_script)]  # what users run: the console script
+
+
+@dataclass
+class Row:
+    name: str
+    ours: str
+    baseline: str
+    ratio: float | None
+    target: str
+    holds: bool | None
+
+
+ROWS: list[Row] = []
+
+
+def say(message: str) -> None:
+    print(f"  ... {message}", file=sys.stderr, flush=True)
+
+
+def timed(cmd: Sequence[str], repeats: int, **kw: object) -> float:
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, **kw)  # type: ignore[call-overload]
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def timed_call(fn: Callable[[], object], repeats: int) -> float:
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def run_with_rss(cmd: Sequence[str]) -> tuple[float, int]:
+    """(seconds, peak RSS in bytes) of one child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, _, usage = os.wait4(proc.pid, 0)
+    return time.perf_counter() - start, usage.ru_maxrss * 1024
+
+
+# 1. Tree scan -----------------------------------------------------------------------------
+
+
+def build_tree(root: Path, studies: int = 2000, entries_per_study: int = 100) -> int:
+    """`studies` study directories of `entries_per_study` entries: a journal, its lock (both
+    kinds; every 10th symlink dangling), every 20th a `.rename` leftover, checkpoints."""
+    count = 0
+    for i in range(studies):
+        study = root / f"group{i // 50:03d}" / f"study{i:04d}"
+        study.mkdir(parents=True)
+        journal = study / "journal.log"
+        journal.write_bytes(b'{"op_code":0,"worker_id":"w","study_name":"s","directions":[1]}\n')
+        if i % 2:
+            os.close(os.open(f"{journal}.lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        elif i % 10 == 0:
+            os.symlink("runs/journal.log", f"{journal}.lock")  # dangles
+        else:
+            os.symlink(str(journal), f"{journal}.lock")
+        made = 2
+        if i % 20 == 0:
+            Path(f"{journal}.lock{uuid.uuid4()}.rename").touch()
+            made += 1
+        for k in range(entries_per_study - made):
+            os.close(os.open(study / f"ckpt_{k:03d}.pt", os.O_CREAT | os.O_WRONLY))
+        count += entries_per_study
+    return count
+
+
+def bench_tree_scan(work: Path, repeats: int) -> list[Path]:
+    tree, empty = work / "tree", work / "empty"
+    tree.mkdir()
+    empty.mkdir()
+    say("building a 200k-entry tree")
+    entries = build_tree(tree)
+    scan_tree = timed([*DOCTOR, "scan", "--json", str(tree)], repeats)
+    scan_empty = timed([*DOCTOR, "scan", "--json", str(empty)], repeats)
+    find_tree = timed(["find", str(tree), "-name", "*.lock*"], repeats)
+    find_empty = timed(["find", str(empty), "-name", "*.lock*"], repeats)
+    ours = (scan_tree - scan_empty) / entries * 1e6
+    base = (find_tree - find_empty) / entries * 1e6
+    ratio = ours / base
+    ROWS.append(
+        Row(
+            f"tree scan, per entry ({entries:,} entries, 2,000 locks)",
+            f"{ours:.2f} us ({scan_tree:.2f} s)",
+            f"find -name '*.lock*': {base:.2f} us ({find_tree:.2f} s)",
+            ratio,
+            "<= 1.5x",
+            ratio <= 1.5,
+        )
+    )
+    return sorted(tree.rglob("journal.log"))
+
+
+# 2. Start-up ------------------------------------------------------------------------------
+
+
+def bench_startup(work: Path, repeats: int) -> None:
+    empty = work / "empty"
+    ours = timed([*DOCTOR, "scan", "--json", str(empty)], repeats)
+    base = timed([PYTHON, "-c", "import typer, rich, psutil"], repeats)
+    importtime = subprocess.run(
+        [PYTHON, "-X", "importtime", "-m", "journal_doctor", "scan", "--json", str(empty)],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stderr
+    optuna_loaded = any(line.rstrip().endswith(" optuna") for line in importtime.splitlines())
+    ratio = ours / base
+    ROWS.append(
+        Row(
+            "start-up: scan --json EMPTY",
+            f"{ours * 1000:.0f} ms",
+            f"python -c 'import typer, rich, psutil': {base * 1000:.0f} ms",
+            ratio,
+            "<= 1.3x",
+            ratio <= 1.3,
+        )
+    )
+    ROWS.append(
+        Row(
+            "start-up: optuna imported by scan (-X importtime)",
+            "yes" if optuna_loaded else "no",
+            "-",
+            None,
+            "no",
+            not optuna_loaded,
+        )
+    )
+
+
+# 3. Holder lookup -------------------------------------------------------------------------
+
+
+def bench_holders(journals: list[Path], repeats: int) -> None:
+    from journal_doctor.holders import survey_holders
+
+    def keyed(paths: list[Path]) -> dict[tuple[int, int], str]:
+        out = {}
+        for path in paths:
+            st = path.stat()
+            out[(st.st_dev, st.st_ino)] = str(path)
+        return out
+
+    one, many = keyed(journals[:1]), keyed(journals)
+    uids = {os.geteuid()}
+    # A live holder of one journal and a reader of another, so there is something to find.
+    holder = subprocess.Popen(
+        [PYTHON, "-c", "import sys,time; a=open(sys.argv[1],'ab'); b=open(sys.argv[2],'rb');"
+         " print(1, flush=True); time.sleep(600)", str(journals[0]), str(journals[-1])],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None
+        holder.stdout.readline()
+        t_one = timed_call(lambda: survey_holders(one, uids), repeats * 4)
+        t_many = timed_call(lambda: survey_holders(many, uids), repeats * 4)
+        found = survey_holders(many, uids)
+        examined = found.processes_examined
+        fuser = shutil.which("fuser")
+        lsof = shutil.which("lsof")
+        t_fuser = timed([fuser, *map(str, journals)], repeats) if fuser else float("nan")
+        t_lsof = timed([lsof, "--", str(journals[0])], repeats) if lsof else float("nan")
+    finally:
+        holder.kill()
+        holder.wait()
+    ratio = t_many / t_one
+    ROWS.append(
+        Row(
+            f"holder lookup, 2,000 locks vs 1 ({examined} processes examined)",
+            f"{t_many * 1000:.1f} ms vs {t_one * 1000:.1f} ms",
+            f"fuser on 2,000 journals: {t_fuser * 1000:.0f} ms; lsof on 1 file:"
+            f" {t_lsof * 1000:.0f} ms",
+            ratio,
+            "<= 1.2x",
+            ratio <= 1.2,
+        )
+    )
+    ROWS.append(
+        Row(
+            "holder lookup vs one fuser pass over the same 2,000 journals",
+            f"{t_many * 1000:.1f} ms",
+            f"fuser: {t_fuser * 1000:.0f} ms",
+            t_many / t_fuser,
+            "(context)",
+            None,
+        )
+    )
+
+
+# 4. check ---------------------------------------------------------------------------------
+
+
+def bench_check(work: Path, size: int, repeats: int) -> None:
+    journal = work / "big.log"
+    say(f"writing a {size / 1e9:.1f} GB journal from a real study's ops")
+    lines = write_journal(str(journal), size)
+    real_size = journal.stat().st_size
+    samples = [run_with_rss([*DOCTOR, "check", str(journal)]) for _ in range(repeats)]
+    seconds = statistics.median(s for s, _ in samples)
+    rss = max(r for _, r in samples)
+    say("loading it with Optuna (JournalStorage(JournalFileBackend(path)))")
+    load = (
+        "import sys, time; from optuna.storages.journal import JournalFileBackend, JournalStorage;"
+        "JournalStorage(JournalFileBackend(sys.argv[1]))"
+    )
+    optuna_seconds, optuna_rss = run_with_rss([PYTHON, "-c", load, str(journal)])
+    mb = real_size / 1e6
+    ROWS.append(
+        Row(
+            f"check, {mb:,.0f} MB journal ({lines:,} lines)",
+            f"{seconds:.1f} s = {mb / seconds:.0f} MB/s",
+            f"Optuna's load: {optuna_seconds:.1f} s = {mb / optuna_seconds:.0f} MB/s",
+            optuna_seconds / seconds,
+            ">= 10x faster",
+            optuna_seconds / seconds >= 10,
+        )
+    )
+    ROWS.append(
+        Row(
+            "check, peak RSS",
+            f"{rss / 2**20:.0f} MB",
+            f"Optuna's load: {optuna_rss / 2**20:,.0f} MB",
+            None,
+            "<= 100 MB",
+            rss <= 100 * 2**20,
+        )
+    )
+    journal.unlink()
+
+
+# 5. Resume after a crash ------------------------------------------------------------------
+
+
+def bench_resume(work: Path) -> None:
+    from journal_doctor.demo import _crash_holding_lock
+
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        results = {}
+        for mode in ("optuna", "doctor"):
+            journal = str(work / f"resume-{mode}.log")
+            _crash_holding_lock(journal, procs)
+            start = time.perf_counter()
+            if mode == "doctor":
+                subprocess.run(
+                    [*DOCTOR, "clean", "--force", "--wait", "30", "--min-age", "1", str(work)],
+                    stdout=subprocess.DEVNULL,
+                    check=False,
+                )
+            subprocess.run(
+                [PYTHON, "-m", "journal_doctor._worker", journal, "--trials", "3"],
+                stdout=subprocess.DEVNULL,
+                check=True,
+            )
+            results[mode] = time.perf_counter() - start
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+    ROWS.append(
+        Row(
+            "resume after a SIGKILL holding the lock, to 3 trials done",
+            f"clean --force --wait 30 --min-age 1, then resume: {results['doctor']:.1f} s",
+            f"Optuna alone (grace period): {results['optuna']:.1f} s",
+            results["optuna"] / results["doctor"],
+            "(faster)",
+            results["doctor"] < results["optuna"],
+        )
+    )
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()},"
+        f" {platform.system()} {platform.release()}"
+    )
+
+
+def render() -> None:
+    width = max(len(r.name) for r in ROWS)
+    print(f"\nMachine: {machine()}\n")
+    print(f"| {'measure':<{width}} | ours | baseline (same run) | ratio | target | holds |")
+    print(f"|{'-' * (width + 2)}|---|---|---|---|---|")
+    for r in ROWS:
+        ratio = "-" if r.ratio is None else f"{r.ratio:.2f}x"
+        holds = "-" if r.holds is None else ("yes" if r.holds else "NO")
+        print(f"| {r.name:<{width}} | {r.ours} | {r.baseline} | {ratio} | {r.target} | {holds} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="100 MB journal, fewer repeats")
+    parser.add_argument("--skip-resume", action="store_true", help="skip the 30 s resume run")
+    args = parser.parse_args()
+    repeats = 3 if args.quick else 5
+    size = 100_000_000 if args.quick else 1_000_000_000
+    work = Path(tempfile.mkdtemp(prefix="journal-doctor-bench-"))
+    try:
+        journals = bench_tree_scan(work, repeats)
+        bench_startup(work, repeats * 4 + 1)
+        bench_holders(journals, repeats)
+        shutil.rmtree(work / "tree")
+        bench_check(work, size, 3 if not args.quick else 2)
+        if not args.skip_resume:
+            bench_resume(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    render()
+
+
+if __name__ == "__main__":
+    main()
