@@ -372,7 +372,7 @@ def repair(
             )
         except DoctorError as error:
             say(str(error))
-            code = 1
+            code = max(code, error.exit_code)
             continue
         except OSError as error:
             say(f"{journal}: {error.strerror or error}")

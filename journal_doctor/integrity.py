@@ -19,6 +19,7 @@ are still RUNNING or WAITING.
 from __future__ import annotations
 
 import enum
+import errno
 import json
 import os
 import re
@@ -26,6 +27,8 @@ import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from .errors import DoctorError
 
 _fast_loads: Callable[[bytes], Any]
 try:
@@ -36,7 +39,7 @@ except ImportError:  # pragma: no cover - orjson is a dependency; stay correct w
     _fast_loads = json.loads
 
 CHUNK = 1 << 20
-MAX_LINE = 64 << 20  # longer complete lines are not decoded (bounded memory)
+MAX_LINE = 16 << 20  # longer lines are not decoded (bounded memory); real ops are < 1 MiB
 MAX_REPORTED = 1000  # damage entries kept in a report; all are counted
 
 OP_NAMES = (
@@ -240,34 +243,36 @@ class LineReader:
         self.tail_length = 0
 
     def __iter__(self) -> Iterator[list[bytes | int]]:
-        pending = b""
+        pending = bytearray()  # the unfinished last line, grown in place (no quadratic copies)
         overflow = 0  # length so far of an oversized line being skipped
         while True:
             data = os.read(self.fd, self.chunk)
             if not data:
                 break
+            newline = data.find(b"\n")
+            if newline < 0:
+                if overflow:
+                    overflow += len(data)
+                elif len(pending) + len(data) > self.max_line:
+                    overflow, pending = len(pending) + len(data), bytearray()
+                else:
+                    pending += data
+                continue
             batch: list[bytes | int] = []
             if overflow:
-                newline = data.find(b"\n")
-                if newline < 0:
-                    overflow += len(data)
-                    continue
                 batch.append(overflow + newline)
-                data = data[newline + 1 :]
                 overflow = 0
-            parts = data.split(b"\n")
-            if pending:
-                parts[0] = pending + parts[0]
-            pending = parts.pop()
-            if len(pending) > self.max_line:
-                overflow, pending = len(pending), b""
+            else:
+                batch.append(bytes(pending) + data[:newline] if pending else data[:newline])
+            pending = bytearray()
+            parts = data[newline + 1 :].split(b"\n")
+            pending += parts.pop()
             batch.extend(parts)
-            if batch:
-                yield batch
+            yield batch
         if overflow:
             self.tail, self.tail_length = None, overflow
         else:
-            self.tail, self.tail_length = pending, len(pending)
+            self.tail, self.tail_length = bytes(pending), len(pending)
 
 
 def _batch_bytes(batch: list[bytes | int], end: int) -> int:
@@ -396,13 +401,44 @@ class JournalHealth:
         return self.damage_count == 0
 
 
-def open_journal(path: str) -> tuple[int, os.stat_result]:
-    """Open a journal for reading without following a symlink or blocking on a FIFO."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+class NotAJournal(DoctorError):
+    """The path is not a regular file (a directory, FIFO, device, socket, or a symlink where
+    one is not allowed)."""
+
+    exit_code = 2
+
+
+_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def open_journal(path: str, follow_symlinks: bool = True) -> tuple[int, os.stat_result]:
+    """Open a journal for reading without blocking (a FIFO opens at once with O_NONBLOCK and is
+    then refused); with follow_symlinks=False a symlink is refused too (O_NOFOLLOW)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+    if not follow_symlinks:
+        flags |= os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        if err.errno == errno.ELOOP and not follow_symlinks:
+            raise NotAJournal(
+                f"{path}: is a symbolic link; give the journal file itself"
+                f" ({os.path.realpath(path)})"
+            ) from None
+        if err.errno == errno.ENXIO:
+            raise NotAJournal(f"{path}: is a socket, not a journal file") from None
+        raise
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        raise IsADirectoryError(0, "not a regular file", path)
+        kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
+        raise NotAJournal(f"{path}: is {kind}, not a journal file; give an Optuna journal")
     return fd, st
 
 
@@ -430,13 +466,14 @@ def check_journal(
     on_progress: Callable[[int], None] | None = None,
     *,
     open_trials: bool = False,
+    follow_symlinks: bool = True,
 ) -> JournalHealth:
     """Stream `path` once and report its health. Raises OSError for unreadable paths.
 
     Memory is bounded by one line (at most MAX_LINE) and one byte per trial; `open_trials=True`
     also keeps the details of every RUNNING/WAITING trial (for `trials`).
     """
-    fd, st = open_journal(path)
+    fd, st = open_journal(path, follow_symlinks)
     replay = _Replay(track_open=open_trials)
     damage: list[Damage] = []
     count = lines = ops = nul_bytes = nul_runs = torn = offset = 0
@@ -568,4 +605,24 @@ def health_of_tail(tail: bytes, size: int) -> str:
     last = tail[:-1].rsplit(b"\n", 1)[-1]
     if len(last) == len(tail) - 1 and size > len(tail):
         return "ok"  # the last line is longer than the probe: not judged here
-    return "ok" if classify(last + b"\n").problem is None else "bad-tail"
+    return "ok" if _sound_op_line(last) or classify(last + b"\n").problem is None else "bad-tail"
+
+
+def _sound_op_line(line: bytes) -> bool:
+    """The hot path's verdict alone: True only for a plainly sound op (False means "ask
+    classify", not "damaged")."""
+    try:
+        op = _fast_loads(line)
+    except ValueError:
+        return False
+    if type(op) is not dict:
+        return False
+    code = op.get("op_code")
+    if type(code) is not int:
+        return False
+    required = REQUIRED_SETS.get(code)
+    return (
+        required is not None
+        and required <= op.keys()
+        and (code < 5 or code > 6 or _sound_detail(op, code))
+    )

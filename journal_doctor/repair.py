@@ -226,22 +226,38 @@ def _fsync_directory(directory: str) -> None:
 
 
 def _quarantine_record(
-    journal: str, damage_line: int, offset: int, raw: bytes, problem: Problem, detail: str
+    journal: str,
+    damage_line: int,
+    offset: int,
+    raw: bytes | None,
+    problem: Problem,
+    detail: str,
+    length: int | None = None,
+    backup: str | None = None,
 ) -> bytes:
-    record = {
+    """One quarantined piece as a JSON line. A piece too big to hold in memory is not copied:
+    the record points at its bytes in the backup instead."""
+    record: dict[str, object] = {
         "journal": os.fsencode(journal).decode("utf-8", "backslashreplace"),
         "repaired_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "line": damage_line,
         "offset": offset,
-        "length": len(raw),
+        "length": len(raw) if raw is not None else length,
         "problem": problem.value,
         "detail": detail,
-        "bytes_b64": base64.b64encode(raw).decode("ascii"),
     }
+    if raw is not None:
+        record["bytes_b64"] = base64.b64encode(raw).decode("ascii")
+    else:
+        record["bytes_in_backup"] = (
+            None if backup is None else os.fsencode(backup).decode("utf-8", "backslashreplace")
+        )
     return (json.dumps(record) + "\n").encode()
 
 
-def _rewrite(src_fd: int, dst_fd: int, quarantine_fd: int, journal: str) -> tuple[int, int]:
+def _rewrite(
+    src_fd: int, dst_fd: int, quarantine_fd: int, journal: str, backup: str
+) -> tuple[int, int]:
     """Stream the journal into the repaired file. Returns (quarantined entries, salvaged ops)."""
     os.lseek(src_fd, 0, os.SEEK_SET)
     quarantined = salvaged = 0
@@ -252,8 +268,16 @@ def _rewrite(src_fd: int, dst_fd: int, quarantine_fd: int, journal: str) -> tupl
     ):
         for offset, line, length, complete in iter_lines(src_fd):
             number += 1
+            if line is None and not complete:
+                # A huge torn tail (e.g. 1 GB without a newline): certainly no complete op, and
+                # Optuna skips it. Its bytes stay in the backup; the record says where.
+                qfile.write(
+                    _quarantine_record(journal, number, offset, None, Problem.TORN_TAIL,
+                                       "torn tail too big to copy", length, backup)
+                )  # fmt: skip
+                quarantined += 1
+                continue
             if line is None:
-                # Oversized: re-read it in pieces straight into the quarantine.
                 raise RepairRefused(
                     f"{journal}: line {number} is {length} bytes long; it cannot be checked in"
                     " bounded memory, so the doctor will not rewrite this journal."
@@ -330,7 +354,8 @@ def repair(
     """Repair one journal; see the module docstring. Raises RepairRefused (journal untouched)."""
     started = time.monotonic()
     try:
-        before = check_journal(journal)
+        # Never through a symlink: the rename at the end would replace the link, not the file.
+        before = check_journal(journal, follow_symlinks=False)
     except FileNotFoundError:
         raise RepairRefused(f"{journal}: no such journal") from None
     except OSError as err:
@@ -354,7 +379,7 @@ def repair(
     directory, name = os.path.split(journal)
     temp = os.path.join(directory, f".{name}.journal-doctor-{uuid.uuid4().hex}.tmp")
     try:
-        src_fd, locked_st = open_journal(journal)
+        src_fd, locked_st = open_journal(journal, follow_symlinks=False)
         try:
             if (locked_st.st_dev, locked_st.st_ino) != (st.st_dev, st.st_ino):
                 raise RepairRefused(f"{journal}: replaced while the doctor looked at it; retry")
@@ -373,7 +398,7 @@ def repair(
                 stat.S_IMODE(locked_st.st_mode),
             )
             try:
-                _rewrite(src_fd, dst_fd, q_fd, journal)
+                _rewrite(src_fd, dst_fd, q_fd, journal, backup)
             finally:
                 os.close(dst_fd)
                 os.close(q_fd)
@@ -417,7 +442,7 @@ def repair(
 
 
 def _stat_regular(journal: str) -> os.stat_result:
-    fd, st = open_journal(journal)
+    fd, st = open_journal(journal, follow_symlinks=False)
     os.close(fd)
     return st
 
