@@ -153,7 +153,7 @@ def _progress(verbose: bool) -> Callable[[ProgressEvent], None] | None:
         return None
 
     def show(event: ProgressEvent) -> None:
-        sys.stderr.write(f"{event.stage}: {event.count} {event.detail}".rstrip() + "\n")
+        sys.stderr.write(f"{event.stage}: {event.total} {event.detail}".rstrip() + "\n")
 
     return show
 

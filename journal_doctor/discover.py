@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import NamedTuple
 
 from .model import LeftoverOrigin, ScanProblem
 
@@ -30,15 +30,13 @@ def doctor_break_name(lock_name: str, token: str) -> str:
     return f"{lock_name}{DOCTOR_BREAK_INFIX}{token}{DOCTOR_BREAK_SUFFIX}"
 
 
-@dataclass(frozen=True)
-class LockCandidate:
+class LockCandidate(NamedTuple):
     path: str
     journal: str
     root: str
 
 
-@dataclass(frozen=True)
-class LeftoverCandidate:
+class LeftoverCandidate(NamedTuple):
     path: str
     journal: str
     origin: LeftoverOrigin
@@ -114,7 +112,7 @@ def _artifacts_of_journal(journal: str, root: str) -> Iterator[Candidate]:
 
 
 def discover(
-    roots: Iterable[str], on_problem: Callable[[ScanProblem], None]
+    roots: Sequence[str], on_problem: Callable[[ScanProblem], None]
 ) -> Iterator[Candidate]:
     """Yield every lock artifact under the roots, each once.
 
@@ -134,6 +132,9 @@ def discover(
             directory, name = os.path.split(root_path)
             direct = classify_name(directory, name, root_path)
             found = [direct] if direct is not None else _artifacts_of_journal(root_path, root_path)
+        if len(roots) == 1:
+            yield from found  # one walk never meets a name twice
+            continue
         for candidate in found:
             key = os.path.abspath(candidate.path)
             if key not in seen:

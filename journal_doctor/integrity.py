@@ -176,6 +176,26 @@ def _distribution_problem(distribution: Any) -> str | None:
 _STATES = frozenset(range(5))
 
 
+def sound_op(line: bytes) -> dict[str, Any] | None:
+    """The op on a line if it is plainly sound, in a few C calls; None means "ask classify()"
+    (which mirrors Optuna exactly), not "damaged". The hot path of `check`."""
+    try:
+        op = _fast_loads(line)
+    except ValueError:
+        return None
+    if type(op) is not dict:
+        return None
+    code = op.get("op_code")
+    if type(code) is not int:
+        return None
+    required = REQUIRED_SETS.get(code)
+    if required is None or not required <= op.keys():
+        return None
+    if 5 <= code <= 6 and not _sound_detail(op, code):
+        return None
+    return op
+
+
 def _sound_detail(op: dict[str, Any], code: int) -> bool:
     """The per-op checks beyond required keys, for the two ops that have them."""
     if code == 6:
@@ -480,7 +500,7 @@ def check_journal(
     prognosis = Prognosis.LOADS
     first_fatal: Damage | None = None
     pending_skippable: Damage | None = None  # a skippable bad line; fatal if anything follows
-    required_sets, replayed, apply = REQUIRED_SETS, _REPLAYED, replay.apply
+    replayed, apply = _REPLAYED, replay.apply
 
     def record(item: Damage, raw: bytes | None) -> None:
         nonlocal count, nul_runs, nul_bytes
@@ -532,26 +552,15 @@ def check_journal(
                     if first_fatal is None:
                         first_fatal = pending_skippable
                     pending_skippable = None
-                # Hot path: a sound op, recognised in a few C calls. Anything else (and any
-                # line orjson rejects) is judged again by classify(), exactly as Optuna would.
+                # Hot path: a plainly sound op. Anything else (and any line orjson rejects) is
+                # judged again by classify(), exactly as Optuna would.
                 if type(part) is bytes:
-                    try:
-                        op = _fast_loads(part)
-                    except ValueError:
-                        op = None
-                    if type(op) is dict:
-                        code = op.get("op_code")
-                        if type(code) is int:
-                            required = required_sets.get(code)
-                            if (
-                                required is not None
-                                and required <= op.keys()
-                                and (code < 5 or code > 6 or _sound_detail(op, code))
-                            ):
-                                ops += 1
-                                if code in replayed:
-                                    apply(op, lines + index + 1)
-                                continue
+                    op = sound_op(part)
+                    if op is not None:
+                        ops += 1
+                        if op["op_code"] in replayed:
+                            apply(op, lines + index + 1)
+                        continue
                 judge_slowly(part, lines + index + 1, offset + _batch_bytes(batch, index))
             lines += len(batch)
             offset += _batch_bytes(batch, len(batch))
@@ -605,24 +614,5 @@ def health_of_tail(tail: bytes, size: int) -> str:
     last = tail[:-1].rsplit(b"\n", 1)[-1]
     if len(last) == len(tail) - 1 and size > len(tail):
         return "ok"  # the last line is longer than the probe: not judged here
-    return "ok" if _sound_op_line(last) or classify(last + b"\n").problem is None else "bad-tail"
-
-
-def _sound_op_line(line: bytes) -> bool:
-    """The hot path's verdict alone: True only for a plainly sound op (False means "ask
-    classify", not "damaged")."""
-    try:
-        op = _fast_loads(line)
-    except ValueError:
-        return False
-    if type(op) is not dict:
-        return False
-    code = op.get("op_code")
-    if type(code) is not int:
-        return False
-    required = REQUIRED_SETS.get(code)
-    return (
-        required is not None
-        and required <= op.keys()
-        and (code < 5 or code > 6 or _sound_detail(op, code))
-    )
+    sound = sound_op(last) is not None
+    return "ok" if sound or classify(last + b"\n").problem is None else "bad-tail"

@@ -1,16 +1,18 @@
 """The data that flows between the stages: discover -> observe -> judge -> act/render.
 
-Records that are never compared are declared eq=False: each generated method costs start-up
-time, and `journal-doctor scan` is meant to start fast.
+NamedTuple rather than frozen dataclasses: a frozen dataclass costs ~0.5 ms to define and this
+module defines a dozen on every start of `journal-doctor scan`, whose start-up is a measured goal.
 
-Everything here is a frozen dataclass or an enum, so a test can build any situation (a lock on
-NFS, a holder in disk-sleep, an uninspectable owner) without a filesystem or a process.
+Everything here is an immutable record (NamedTuple) or an enum, so a test can build any
+situation (a lock on NFS, a holder in disk-sleep, an uninspectable owner) without a filesystem or
+a process.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from typing import NamedTuple
 
 
 class LockKind(str, enum.Enum):
@@ -34,8 +36,7 @@ class Verdict(str, enum.Enum):
     UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(NamedTuple):
     """What makes a lock the very file that was judged (the break protocol compares these)."""
 
     device: int
@@ -45,8 +46,7 @@ class Identity:
     target: str | None  # symlink target as stored, None for other kinds
 
 
-@dataclass(frozen=True)
-class Holder:
+class Holder(NamedTuple):
     """A live process with the journal open. Writers hold the lock; readers are only workers."""
 
     pid: int
@@ -63,13 +63,13 @@ class Holder:
         return self.status in ("stopped", "tracing-stop")
 
 
-@dataclass(frozen=True, eq=False)
-class HolderSurvey:
+class HolderSurvey(NamedTuple):
     """One pass over the process table, serving every lock of a scan."""
 
-    holders_by_journal: dict[tuple[int, int], tuple[Holder, ...]] = field(default_factory=dict)
+    # Read-only after construction, so a shared empty default is safe.
+    holders_by_journal: Mapping[tuple[int, int], tuple[Holder, ...]] = {}
     # uid -> number of that user's live processes whose open files could not be read.
-    uninspectable_by_uid: dict[int, int] = field(default_factory=dict)
+    uninspectable_by_uid: Mapping[int, int] = {}
     processes_examined: int = 0
 
     def holders_of(self, journal_key: tuple[int, int] | None) -> tuple[Holder, ...]:
@@ -78,8 +78,7 @@ class HolderSurvey:
         return self.holders_by_journal.get(journal_key, ())
 
 
-@dataclass(frozen=True)
-class JournalState:
+class JournalState(NamedTuple):
     exists: bool
     size: int | None = None
     mtime: float | None = None
@@ -99,15 +98,13 @@ class JournalState:
         return (self.device, self.inode)
 
 
-@dataclass(frozen=True)
-class Filesystem:
+class Filesystem(NamedTuple):
     type: str
     mountpoint: str
     network: bool
 
 
-@dataclass(frozen=True, eq=False)
-class LockObservation:
+class LockObservation(NamedTuple):
     """Everything seen of one lock, before any judgement."""
 
     path: str
@@ -125,14 +122,12 @@ class LockObservation:
     directory_key: tuple[int, int]
 
 
-@dataclass(frozen=True)
-class Thresholds:
+class Thresholds(NamedTuple):
     min_age: float = 5.0
     shared_min_age: float = 30.0
 
 
-@dataclass(frozen=True)
-class Judgement:
+class Judgement(NamedTuple):
     verdict: Verdict
     reason: str
     # True when the verdict can change by itself as time passes (a write in flight, a lock too
@@ -140,8 +135,7 @@ class Judgement:
     transient: bool = False
 
 
-@dataclass(frozen=True, eq=False)
-class LockReport:
+class LockReport(NamedTuple):
     observation: LockObservation
     holders: tuple[Holder, ...]  # writing: they hold the lock
     readers: tuple[Holder, ...]  # reading without the lock: live workers of the journal
@@ -156,8 +150,7 @@ class LockReport:
         return self.judgement.verdict
 
 
-@dataclass(frozen=True, eq=False)
-class LeftoverReport:
+class LeftoverReport(NamedTuple):
     path: str
     journal: str
     root: str
@@ -173,16 +166,14 @@ class LeftoverReport:
         return self.judgement.verdict
 
 
-@dataclass(frozen=True, eq=False)
-class ScanProblem:
+class ScanProblem(NamedTuple):
     """A path the scan could not read; the scan went on without it."""
 
     path: str
     message: str
 
 
-@dataclass(frozen=True, eq=False)
-class ScanReport:
+class ScanReport(NamedTuple):
     roots: tuple[str, ...]
     host: str
     locks: tuple[LockReport, ...]
@@ -214,16 +205,14 @@ class OutcomeKind(str, enum.Enum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True, eq=False)
-class Outcome:
+class Outcome(NamedTuple):
     path: str
     kind: OutcomeKind
     detail: str
     verdict: Verdict
 
 
-@dataclass(frozen=True, eq=False)
-class CleanReport:
+class CleanReport(NamedTuple):
     scan: ScanReport
     outcomes: tuple[Outcome, ...]
     waited_seconds: float = 0.0

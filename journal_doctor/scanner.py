@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 from .discover import LeftoverCandidate, LockCandidate, discover
 from .errors import UsageError
-from .holders import survey_holders
-from .judge import judge_leftover, judge_lock
 from .model import (
     HolderSurvey,
     LeftoverReport,
@@ -20,15 +18,19 @@ from .model import (
     ScanReport,
     Thresholds,
 )
-from .observe import Observer
+
+if TYPE_CHECKING:
+    from .observe import Observer
+
+# observe, holders and judge are imported where they are first needed: a scan that finds no
+# lock (the common case in a job script) never loads them, and start-up is a measured goal.
 
 
-@dataclass(frozen=True)
-class ProgressEvent:
+class ProgressEvent(NamedTuple):
     """Reported to the caller's progress callback; the core itself never prints."""
 
     stage: str  # "discovered", "holders", "judged"
-    count: int
+    total: int
     detail: str = ""
 
 
@@ -60,6 +62,8 @@ def check_roots(paths: Iterable[str]) -> tuple[str, ...]:
 
 
 def survey_for(observations: Sequence[LockObservation]) -> HolderSurvey:
+    from .holders import survey_holders
+
     journals = {
         key: obs.journal for obs in observations if (key := obs.journal_state.key) is not None
     }
@@ -70,6 +74,8 @@ def survey_for(observations: Sequence[LockObservation]) -> HolderSurvey:
 def judge_all(
     observations: Sequence[LockObservation], survey: HolderSurvey, thresholds: Thresholds
 ) -> tuple[LockReport, ...]:
+    from .judge import judge_lock
+
     reports = []
     for obs in observations:
         everyone = survey.holders_of(obs.journal_state.key)
@@ -103,9 +109,12 @@ def scan(
     candidates = sorted(discover(roots, problems.append), key=lambda c: c.path)
     notify(ProgressEvent("discovered", len(candidates)))
 
-    observer = Observer()
     observations: list[LockObservation] = []
     leftovers: list[LeftoverReport] = []
+    if candidates:
+        from .observe import Observer
+
+        observer = Observer()
     for candidate in candidates:
         try:
             if isinstance(candidate, LockCandidate):
@@ -119,9 +128,9 @@ def scan(
         except OSError as err:
             problems.append(ScanProblem(candidate.path, err.strerror or str(err)))
 
-    survey = survey_for(observations)
+    survey = survey_for(observations) if observations else HolderSurvey()
     notify(ProgressEvent("holders", survey.processes_examined))
-    locks = judge_all(observations, survey, thresholds)
+    locks = judge_all(observations, survey, thresholds) if observations else ()
     notify(ProgressEvent("judged", len(locks) + len(leftovers)))
     return ScanReport(
         roots=roots,
@@ -138,6 +147,8 @@ def scan(
 def observe_leftover(
     observer: Observer, candidate: LeftoverCandidate, thresholds: Thresholds
 ) -> LeftoverReport | None:
+    from .judge import judge_leftover
+
     seen = observer.leftover_age(candidate)
     if seen is None:
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -165,6 +166,23 @@ def workers() -> Iterator[Workers]:
         yield w
     finally:
         w.stop_all()
+
+
+@contextlib.contextmanager
+def holding_open(path: Path, mode: str = "ab") -> Iterator[subprocess.Popen[bytes]]:
+    """A live process with `path` open ("ab": like a lock holder mid-write; "rb": a reader)."""
+    proc = subprocess.Popen(
+        [PYTHON, "-c", f"import sys,time; f=open(sys.argv[1],{mode!r}); print(1, flush=True);"
+         " time.sleep(600)", str(path)],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == b"1"  # the file is open now
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def run_doctor(

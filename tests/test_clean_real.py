@@ -18,7 +18,16 @@ import journal_doctor
 from journal_doctor.discover import doctor_break_name
 from journal_doctor.model import OutcomeKind, Verdict
 
-from conftest import LOCK_KINDS, PYTHON, Workers, age_path, doctor_json, poll, run_doctor
+from conftest import (
+    LOCK_KINDS,
+    PYTHON,
+    Workers,
+    age_path,
+    doctor_json,
+    holding_open,
+    poll,
+    run_doctor,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -287,18 +296,7 @@ def test_wait_times_out_on_an_active_holder_and_exits_1(tmp_path: Path) -> None:
     journal = tmp_path / "j.log"
     journal.write_text("")
     os.symlink("j.log", tmp_path / "j.log.lock")
-    holder = subprocess.Popen(
-        [
-            PYTHON,
-            "-c",
-            "import sys,time; f=open(sys.argv[1],'ab'); print(1, flush=True); time.sleep(60)",
-            str(journal),
-        ],
-        stdout=subprocess.PIPE,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == b"1"
+    with holding_open(journal) as holder:
         code, done = doctor_json("clean", "--force", "--wait", "1", str(tmp_path))
         assert code == 1
         assert done["wait_timed_out"] is True
@@ -306,7 +304,4 @@ def test_wait_times_out_on_an_active_holder_and_exits_1(tmp_path: Path) -> None:
         human = run_doctor("clean", "--force", "--wait", "1", str(tmp_path))
         assert "Still active" in human.stdout
         assert str(holder.pid) in human.stdout
-    finally:
-        holder.kill()
-        holder.wait()
     assert lexists(tmp_path / "j.log.lock")

@@ -17,7 +17,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, Jou
 import journal_doctor.repair as repair_module
 from journal_doctor.integrity import Problem, Prognosis, check_journal
 
-from conftest import PYTHON, Workers, age_path, doctor_json, poll, run_doctor
+from conftest import PYTHON, Workers, age_path, doctor_json, holding_open, poll, run_doctor
 
 pytestmark = pytest.mark.slow
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -219,18 +219,8 @@ def test_repair_refused_while_a_process_holds_the_journal_open(tmp_path: Path) -
     journal = real_study(tmp_path)
     append(journal, b'{"op_code":4,"wor')
     before = journal.read_bytes()
-    holder = subprocess.Popen(
-        [PYTHON, "-c", "import sys,time; f=open(sys.argv[1],'ab'); print(1, flush=True);"
-         " time.sleep(60)", str(journal)],
-        stdout=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == b"1"
+    with holding_open(journal) as holder:
         result = run_doctor("repair", "--force", str(journal))
-    finally:
-        holder.kill()
-        holder.wait()
     assert result.returncode == 1
     assert str(holder.pid) in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

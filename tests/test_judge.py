@@ -6,8 +6,6 @@ so their observations are injected here.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from journal_doctor.judge import judge_leftover, judge_lock
@@ -46,7 +44,7 @@ def lock(age: float = 60, fs: Filesystem = LOCAL, **changes: object) -> LockObse
         journal_state=JournalState(True, 10, 0.0, 1, 99, True),
         directory_key=(1, 1),
     )
-    return replace(obs, **changes)  # type: ignore[arg-type]
+    return obs._replace(**changes)  # type: ignore[arg-type]
 
 
 def holder(status: str = "running", pid: int = 4242, writing: bool = True) -> Holder:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conftest import LOCK_KINDS, Workers, age_path, doctor_json, poll, run_doctor
+from conftest import LOCK_KINDS, Workers, age_path, doctor_json, holding_open, poll, run_doctor
 
 pytestmark = pytest.mark.slow
 
@@ -128,26 +128,12 @@ def test_reader_is_reported_as_worker_not_holder(tmp_path: Path, workers: Worker
     journal = tmp_path / "j.log"
     workers.kill_holding(journal)
     age_path(Path(f"{journal}.lock"), 10)
-    reader = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys,time; f=open(sys.argv[1],'rb'); print(1, flush=True); time.sleep(60)",
-            str(journal),
-        ],
-        stdout=subprocess.PIPE,
-    )
-    try:
-        assert reader.stdout is not None
-        assert reader.stdout.readline().strip() == b"1"
+    with holding_open(journal, "rb") as reader:
         _, document = doctor_json("scan", str(tmp_path))
-        (lock,) = document["locks"]
-        assert lock["verdict"] == "orphaned"
-        assert [r["pid"] for r in lock["readers"]] == [reader.pid]
-        assert lock["holders"] == []
-    finally:
-        reader.kill()
-        reader.wait()
+    (lock,) = document["locks"]
+    assert lock["verdict"] == "orphaned"
+    assert [r["pid"] for r in lock["readers"]] == [reader.pid]
+    assert lock["holders"] == []
 
 
 def test_scan_of_empty_directory_exits_0(tmp_path: Path) -> None:
@@ -190,18 +176,8 @@ def test_holder_of_a_symlinked_journal_is_found(tmp_path: Path) -> None:
     os.symlink(real, journal)
     os.symlink("j.log", tmp_path / "j.log.lock")
     age_path(tmp_path / "j.log.lock", 60)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys,time; f=open(sys.argv[1],'ab'); print(1, flush=True);"
-         " time.sleep(60)", str(real)],
-        stdout=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == b"1"
+    with holding_open(real) as holder:
         _, document = doctor_json("scan", str(tmp_path))
-    finally:
-        holder.kill()
-        holder.wait()
     (lock,) = [lock for lock in document["locks"] if lock["path"].endswith("j.log.lock")]
     assert lock["verdict"] == "active"
     assert [h["pid"] for h in lock["holders"]] == [holder.pid]

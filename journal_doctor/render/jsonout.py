@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from ..model import CleanReport, Holder, LeftoverReport, LockReport, Outcome, ScanReport
@@ -111,6 +110,8 @@ def dumps(document: dict[str, Any]) -> str:
     try:
         import orjson  # ~10x faster for a scan of thousands of locks
     except ImportError:  # pragma: no cover - orjson is a dependency
+        import json
+
         return json.dumps(document, indent=2, allow_nan=False)
     return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()
 
