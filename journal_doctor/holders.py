@@ -130,7 +130,8 @@ def survey_holders(
         return HolderSurvey()
     import psutil
 
-    names = {os.path.basename(path) for path in journals.values()}
+    # rpartition, not os.path.basename: this runs once per lock of the scan.
+    names = {path.rpartition(os.sep)[2] for path in journals.values()}
     names.update(aliases)
     wanted_uids = set(owner_uids)
     me = os.getpid()
