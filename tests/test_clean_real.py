@@ -10,6 +10,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -77,15 +78,20 @@ def test_no_tty_refuses_dry_run_shows_force_removes(crashed_tree: dict[str, Path
     assert "Traceback" not in refused.stderr
     assert all(lexists(crashed_tree[name]) for name in ORPHANS)
 
+    # A kill can also land between a release's rename and its unlink: such `.rename` files are
+    # real leftovers too, and as old as the locks.
+    expected = {str(crashed_tree[name]) for name in ORPHANS}
+    expected |= {str(p) for p in root.rglob("*.rename")}
+
     code, dry = doctor_json("clean", "--dry-run", *args)
     assert code == 1
     assert dry["removed"] == []
     would = {o["path"] for o in dry["outcomes"] if o["outcome"] == "would-remove"}
-    assert would == {str(crashed_tree[name]) for name in ORPHANS}
-    assert all(lexists(crashed_tree[name]) for name in ORPHANS)
+    assert would == expected
+    assert all(lexists(path) for path in expected)
 
     code, done = doctor_json("clean", "--force", *args)
-    assert set(done["removed"]) == {str(crashed_tree[name]) for name in ORPHANS}
+    assert set(done["removed"]) == expected
     assert not any(lexists(crashed_tree[name]) for name in ORPHANS)
     # The stopped holder's lock stays, and it alone keeps the exit code at 1.
     assert lexists(crashed_tree["stopped"])
@@ -105,8 +111,15 @@ def test_clean_exits_0_when_nothing_blocks_afterwards(tmp_path: Path, workers: W
     age_path(Path(f"{journal}.lock"), 10)
     code, done = doctor_json("clean", "--force", str(tmp_path))
     assert code == 0
-    assert done["removed"] == [str(tmp_path / "j.log.lock")]
+    assert removed_the_lock_and_only_leftovers(done, tmp_path / "j.log.lock")
     assert doctor_json("scan", str(tmp_path))[0] == 0
+
+
+def removed_the_lock_and_only_leftovers(done: dict[str, Any], lock: Path) -> bool:
+    """The lock was removed; anything else removed is a `.rename` leftover that a kill in
+    kill_holding's loop left between a release's rename and unlink."""
+    others = [p for p in done["removed"] if p != str(lock)]
+    return str(lock) in done["removed"] and all(p.endswith(".rename") for p in others)
 
 
 def _cpu_busy(pid: int, seconds: float) -> float:
@@ -128,9 +141,9 @@ def test_resume_waits_on_a_stale_lock_until_clean_removes_it(
     age_path(Path(f"{journal}.lock"), 10)
     started = time.monotonic()
     code, done = doctor_json("clean", "--force", str(tmp_path))
-    assert code == 0
-    assert done["removed"] == [str(tmp_path / "j.log.lock")]
-    assert resumed.wait(timeout=20) == 0
+    assert code == 0, done
+    assert removed_the_lock_and_only_leftovers(done, tmp_path / "j.log.lock")
+    assert resumed.wait(timeout=20) == 0, resumed.stderr.read() if resumed.stderr else ""
     assert time.monotonic() - started < 20
 
 
