@@ -28,6 +28,9 @@ Examples:
   journal-doctor scan --json runs/ | jq .   # the same for scripts
   journal-doctor clean --dry-run runs/      # what would be removed, and why
   journal-doctor clean --force --wait 60 runs/ && python train.py   # pre-resume step
+  journal-doctor check runs/study.log       # will Optuna load this journal?
+  journal-doctor repair --force runs/study.log   # make it loadable, keep every good line
+  journal-doctor trials --retry runs/study.log   # re-run trials a crash left RUNNING
 
 \b
 Exit codes: 0 nothing blocks a resume, 1 something needs attention, 2 usage error.
@@ -65,7 +68,7 @@ def out() -> Console:
 
 
 @cache
-def err() -> Console:
+def err_console() -> Console:
     from rich.console import Console
 
     return Console(stderr=True, highlight=False, soft_wrap=True)  # one message, one line
@@ -93,7 +96,7 @@ def run_core(call: Callable[[], T]) -> T:
     except DoctorError as err:
         fail(str(err), err.exit_code)
     except OSError as err:
-        where = display_path(str(err.filename)) if err.filename else "a file"
+        where = str(err.filename) if err.filename else "a file"  # say() escapes it
         fail(f"{where}: {err.strerror or err}")
 
 
@@ -202,7 +205,7 @@ def _confirmer(json_output: bool, quiet: bool) -> Callable[[ScanReport, tuple[Ou
                 " not a terminal): pass --force to remove them or --dry-run to only show the plan."
             )
             return False
-        console = err() if json_output else out()
+        console = err_console() if json_output else out()
         if not quiet:
             from .render import table  # Rich only for people, not for --json
 
@@ -359,7 +362,7 @@ def repair(
             )
         from .render import table  # Rich only for people, not for --json
 
-        table.render_repair(err() if json_output else out(), report)
+        table.render_repair(err_console() if json_output else out(), report)
         return typer.confirm(f"Repair {display_path(report.journal)}?", default=False, err=True)
 
     kind = LockKind.FILE if lock is LockChoice.open else LockKind.SYMLINK
