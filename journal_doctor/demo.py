@@ -143,6 +143,17 @@ def run_demo(trials: int = 3, compare: bool = False) -> Iterator[DemoStep]:
             " start-up included (without the doctor: 30 s of grace period first, forever on"
             f" Optuna <= 4.2 or with a dangling symlink lock). It reports: {out.decode().strip()}.",
         )
+        from .trials import list_trials
+
+        left = [t for t in list_trials(journal).health.open_trials if t.state == "RUNNING"]
+        if left:
+            numbers = ", ".join(str(t.number) for t in left)
+            yield DemoStep(
+                "journal-doctor trials",
+                f"The killed worker left trial {numbers} RUNNING forever (JournalStorage has no"
+                " heartbeat): `journal-doctor trials --retry` marks it FAIL and runs its"
+                " parameters again.",
+            )
     finally:
         for proc in procs:
             if proc.poll() is None:

@@ -318,3 +318,21 @@ def test_wait_times_out_on_an_active_holder_and_exits_1(tmp_path: Path) -> None:
         assert "Still active" in human.stdout
         assert str(holder.pid) in human.stdout
     assert lexists(tmp_path / "j.log.lock")
+
+
+def test_demo_runs_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    env_tmp = tmp_path / "tmp"
+    env_tmp.mkdir()
+    result = subprocess.run(
+        [PYTHON, "-m", "journal_doctor", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TMPDIR": str(env_tmp), "COLUMNS": "200"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for step in ("Crash", "journal-doctor scan", "journal-doctor clean --force", "Resume", "Done"):
+        assert step in result.stdout
+    assert "removed" in result.stdout
+    assert list(env_tmp.iterdir()) == []
