@@ -39,6 +39,7 @@ Confirm = Callable[[ScanReport, tuple[Outcome, ...]], bool]
 BeforeBreak = Callable[[str], None]
 
 _POLL_SECONDS = 0.2
+_REPLACED = "Its directory was replaced since the scan; nothing removed."
 
 
 def plan(report: ScanReport) -> tuple[Outcome, ...]:
@@ -75,6 +76,10 @@ def _failure_advice(err: OSError, owner: str | None) -> str:
     return f"{what}: remove it by hand once you have checked nothing holds it"
 
 
+class _DirectoryReplaced(Exception):
+    pass
+
+
 class _Directory:
     """An fd on the lock's directory, checked to be the directory that was scanned."""
 
@@ -83,7 +88,7 @@ class _Directory:
         st = os.fstat(self.fd)
         if (st.st_dev, st.st_ino) != expected:
             os.close(self.fd)
-            raise FileNotFoundError(errno.ENOENT, "the directory was replaced since the scan")
+            raise _DirectoryReplaced
 
     def __enter__(self) -> int:
         return self.fd
@@ -134,6 +139,8 @@ def break_lock(judged: LockReport, before_break: BeforeBreak | None = None) -> O
                 "Changed since it was judged (a new lock took its place); put back untouched.",
                 verdict,
             )
+    except _DirectoryReplaced:
+        return Outcome(path, OutcomeKind.CONFLICT, _REPLACED, verdict)
     except FileNotFoundError as err:
         return Outcome(path, OutcomeKind.GONE, f"Gone before the break ({err.strerror}).", verdict)
     except OSError as err:
@@ -160,6 +167,8 @@ def remove_leftover(leftover: LeftoverReport, thresholds: Thresholds) -> Outcome
                 )
             os.unlink(name, dir_fd=dir_fd)
             return Outcome(leftover.path, OutcomeKind.REMOVED, leftover.judgement.reason, verdict)
+    except _DirectoryReplaced:
+        return Outcome(leftover.path, OutcomeKind.CONFLICT, _REPLACED, verdict)
     except FileNotFoundError:
         return Outcome(leftover.path, OutcomeKind.GONE, "Already gone.", verdict)
     except OSError as err:

@@ -336,3 +336,24 @@ def test_demo_runs_and_leaves_nothing_behind(tmp_path: Path) -> None:
         assert step in result.stdout
     assert "removed" in result.stdout
     assert list(env_tmp.iterdir()) == []
+
+
+def test_directory_replaced_between_scan_and_break_is_a_conflict(tmp_path: Path) -> None:
+    from journal_doctor.cleaner import execute
+
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "j.log").write_text("")
+    (study / "j.log.lock").touch()
+    age_path(study / "j.log.lock", 60)
+    report = journal_doctor.scan([str(tmp_path)])
+    # Same lock inode (a hard link), but in a new directory at the same path.
+    os.rename(study, tmp_path / "old")
+    study.mkdir()
+    (study / "j.log").write_text("")
+    os.link(tmp_path / "old" / "j.log.lock", study / "j.log.lock")
+    (outcome,) = execute(report)
+    assert outcome.kind is OutcomeKind.CONFLICT
+    assert "directory was replaced" in outcome.detail
+    assert lexists(study / "j.log.lock")
+    assert lexists(tmp_path / "old" / "j.log.lock")
