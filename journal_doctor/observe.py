@@ -232,7 +232,10 @@ class Observer:
         dangling = False
         if kind is LockKind.SYMLINK and target is not None:
             resolved = os.path.normpath(os.path.join(directory, target))
-            dangling = not os.path.exists(resolved)
+            if resolved == os.path.normpath(candidate.journal):
+                dangling = not journal.exists  # stat'ed already
+            else:
+                dangling = not os.path.exists(resolved)
         return LockObservation(
             path=candidate.path,
             journal=candidate.journal,
