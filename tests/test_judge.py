@@ -174,3 +174,20 @@ def test_leftovers_are_removable_once_older_than_min_age(origin: LeftoverOrigin)
     young = judge_leftover(origin, 1, T)
     assert young.verdict is Verdict.RECENT
     assert young.transient
+
+
+@pytest.mark.parametrize(
+    ("tail", "size", "expected"),
+    [
+        (b"", 0, "empty"),
+        (b'{"op_code":1,"worker_id":"w","study_id":0}\n', 44, "ok"),
+        (b'{"op_code":1,"worker_id":"w","study_id":0}\n{"op_co', 51, "torn-tail"),
+        (b'{"op_code":1,"worker_id":"w","study_id":0}\n\x00\x00\x00', 47, "nul-tail"),
+        (b'{"op_code":1,"worker_id":"w","study_id":0}\n{"op_code": 1}\n', 60, "bad-tail"),
+        (b"x" * 10 + b"\n", 10**9, "ok"),  # the last line is longer than the probe: not judged
+    ],
+)
+def test_scan_journal_health_from_the_tail(tail: bytes, size: int, expected: str) -> None:
+    from journal_doctor.integrity import health_of_tail
+
+    assert health_of_tail(tail, size) == expected
