@@ -416,7 +416,8 @@ def trials(
 
     JournalStorage has no heartbeat, so a killed worker's trial stays RUNNING forever. A trial
     is flagged abandoned when its worker later started another trial. Run --fail/--retry only
-    when no worker of the study is running (it is refused while a process has the journal open).
+    when no worker of the study is running (it is refused while a process has the journal open,
+    and while the journal has a lock: run `clean` first).
     """
     from .model import LockKind
     from .trials import fail_trials, list_trials

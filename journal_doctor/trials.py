@@ -51,6 +51,19 @@ def _lock_kind(journal: str, default: LockKind) -> LockKind:
     return LockKind.SYMLINK if stat.S_ISLNK(st.st_mode) else LockKind.FILE
 
 
+def _refuse_while_locked(journal: str) -> None:
+    """study.tell takes the journal's lock: on a stale lock it would wait out Optuna's 30 s
+    grace period, and on a dangling symlink lock forever. Say so instead of hanging."""
+    from .scanner import scan
+
+    for lock in scan([journal]).locks:
+        raise TrialsRefused(
+            f"{lock.path}: the journal's lock is {lock.verdict.value} ({lock.judgement.reason})"
+            f" Run `journal-doctor clean --force --wait 60 {os.path.dirname(journal) or '.'}`"
+            " first; Optuna would wait on this lock."
+        )
+
+
 def fail_trials(
     journal: str,
     *,
@@ -84,6 +97,7 @@ def fail_trials(
     running = [t for t in report.health.open_trials if t.state == "RUNNING"]
     if not running:
         return report
+    _refuse_while_locked(journal)
 
     import optuna
     from optuna.storages.journal import (

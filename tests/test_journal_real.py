@@ -357,3 +357,18 @@ def test_abandoned_flag_when_the_worker_moved_on(tmp_path: Path) -> None:
     health = check_journal(str(journal), open_trials=True)
     flags = {t.number: t.abandoned for t in health.open_trials}
     assert flags == {first.number: True, first.number + 1: False}
+
+
+def test_trials_fail_refuses_at_once_on_a_dangling_lock_instead_of_hanging(tmp_path: Path) -> None:
+    journal = tmp_path / "j.log"
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    study = optuna.create_study(study_name=STUDY, storage=storage)
+    study.ask()  # left RUNNING
+    os.symlink("runs/j.log", tmp_path / "j.log.lock")  # dangling: Optuna would spin forever
+    age_path(tmp_path / "j.log.lock", 60)
+    before = journal.read_bytes()
+    result = run_doctor("trials", "--fail", str(journal), timeout=30)
+    assert result.returncode == 1
+    assert "clean --force" in result.stderr
+    assert "orphaned" in result.stderr
+    assert journal.read_bytes() == before
