@@ -178,3 +178,20 @@ def survey_holders(
         uninspectable_by_uid=dict(uninspectable),
         processes_examined=examined,
     )
+
+
+def describe(holders: Collection[Holder]) -> str:
+    """`4242 (python), 4243 (python)`: how every message names processes."""
+    return ", ".join(f"{h.pid} ({h.name})" for h in holders)
+
+
+def users_of_journal(journal: str, st: os.stat_result) -> tuple[tuple[Holder, ...], int]:
+    """Live processes with this one journal open (any access), and how many processes of its
+    owner could not be inspected. For commands that act on a journal (repair, trials)."""
+    survey = survey_holders(
+        {(st.st_dev, st.st_ino): journal},
+        {st.st_uid, os.geteuid()},
+        aliases=[os.path.basename(os.path.realpath(journal))],
+    )
+    users = survey.holders_by_journal.get((st.st_dev, st.st_ino), ())
+    return users, survey.uninspectable_by_uid.get(st.st_uid, 0)

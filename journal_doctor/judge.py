@@ -7,6 +7,7 @@ until the evidence (age beyond Optuna's grace period) decides it.
 
 from __future__ import annotations
 
+from .holders import describe
 from .model import (
     Holder,
     Judgement,
@@ -26,10 +27,6 @@ def human_age(seconds: float) -> str:
     if seconds < 86400:
         return f"{seconds / 3600:.1f}h"
     return f"{seconds / 86400:.1f}d"
-
-
-def _pids(holders: tuple[Holder, ...]) -> str:
-    return ", ".join(f"{h.pid} ({h.name})" for h in holders)
 
 
 DANGLING_NOTE = (
@@ -81,13 +78,13 @@ def _judge(
         if running:
             return Judgement(
                 Verdict.ACTIVE,
-                f"Process {_pids(running)} is writing the journal: a write is in flight.",
+                f"Process {describe(running)} is writing the journal: a write is in flight.",
                 transient=True,
             )
         pid = holders[0].pid
         return Judgement(
             Verdict.STUCK,
-            f"Process {_pids(holders)} holds the journal open for writing but is stopped;"
+            f"Process {describe(holders)} holds the journal open for writing but is stopped;"
             f" continue it with `kill -CONT {pid}` (or `fg`) or end it with `kill {pid}`.",
         )
 

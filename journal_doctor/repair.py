@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 
 from .cleaner import break_lock
 from .errors import DoctorError
-from .holders import survey_holders
+from .holders import describe, users_of_journal
 from .integrity import (
     Damage,
     JournalHealth,
@@ -112,18 +112,11 @@ def _refuse_if_in_use(journal: str, st: os.stat_result, force_break: bool) -> Lo
                 raise RepairRefused(
                     f"{lock.path}: could not remove the orphaned lock: {outcome.detail}"
                 )
-    survey = survey_holders(
-        {(st.st_dev, st.st_ino): journal},
-        {st.st_uid, os.geteuid()},
-        aliases=[os.path.basename(os.path.realpath(journal))],
-    )
-    users = survey.holders_by_journal.get((st.st_dev, st.st_ino), ())
+    users, hidden = users_of_journal(journal, st)
     if users:
-        pids = ", ".join(f"{h.pid} ({h.name})" for h in users)
         raise RepairRefused(
-            f"{journal}: process {pids} has it open; stop the workers before repairing."
+            f"{journal}: process {describe(users)} has it open; stop the workers before repairing."
         )
-    hidden = survey.uninspectable_by_uid.get(st.st_uid, 0)
     if hidden:
         raise RepairRefused(
             f"{journal}: {hidden} process(es) of its owner could not be inspected; run as root"

@@ -13,7 +13,7 @@ import stat
 from dataclasses import dataclass
 
 from .errors import DoctorError
-from .holders import survey_holders
+from .holders import describe, users_of_journal
 from .integrity import JournalHealth, OpenTrial, check_journal
 from .model import LockKind
 
@@ -81,18 +81,11 @@ def fail_trials(
         raise TrialsRefused(
             f"{journal}: damaged ({report.health.summary}) Repair it first: journal-doctor repair"
         )
-    st = os.stat(journal)
-    survey = survey_holders(
-        {(st.st_dev, st.st_ino): journal},
-        {st.st_uid, os.geteuid()},
-        aliases=[os.path.basename(os.path.realpath(journal))],
-    )
-    users = survey.holders_by_journal.get((st.st_dev, st.st_ino), ())
+    users, _ = users_of_journal(journal, os.stat(journal))
     if users and not force:
-        pids = ", ".join(f"{h.pid} ({h.name})" for h in users)
         raise TrialsRefused(
-            f"{journal}: process {pids} has it open and may be running these trials; stop it,"
-            " or pass --force if you are sure it is not"
+            f"{journal}: process {describe(users)} has it open and may be running these trials;"
+            " stop it, or pass --force if you are sure it is not"
         )
     running = [t for t in report.health.open_trials if t.state == "RUNNING"]
     if not running:
