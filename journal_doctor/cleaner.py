@@ -237,10 +237,6 @@ def execute(report: ScanReport, before_break: BeforeBreak | None = None) -> tupl
     return tuple(outcomes)
 
 
-def _still_settling(report: ScanReport) -> bool:
-    return bool(report.transient())
-
-
 def clean(
     paths: Iterable[str] = (".",),
     *,
@@ -266,7 +262,7 @@ def clean(
     timed_out = False
     if wait > 0:
         deadline = started + wait
-        while _still_settling(report):
+        while report.transient():  # a write in flight, or a lock too young to judge
             if time.monotonic() >= deadline:
                 timed_out = True
                 break
