@@ -14,7 +14,7 @@ def real_ops(trials: int = 50) -> list[bytes]:
     with tempfile.TemporaryDirectory() as tmp:
         journal = os.path.join(tmp, "seed.log")
         subprocess.run(
-            [sys.executable, "-m", "journal_doctor._worker", journal, "--trials", str(trials)],
+            [sys.executable, "-m", "journal_doctor.demo.worker", journal, "--trials", str(trials)],
             check=True,
             stdout=subprocess.DEVNULL,
         )

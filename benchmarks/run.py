@@ -187,7 +187,7 @@ def bench_startup(work: Path, repeats: int) -> None:
 
 
 def bench_holders(journals: list[Path], repeats: int) -> None:
-    from journal_doctor.holders import survey_holders
+    from journal_doctor.locks.holders import survey_holders
 
     def keyed(paths: list[Path]) -> dict[tuple[int, int], str]:
         out = {}
@@ -303,7 +303,7 @@ def bench_resume(work: Path) -> None:
                     check=False,
                 )
             subprocess.run(
-                [PYTHON, "-m", "journal_doctor._worker", journal, "--trials", "3"],
+                [PYTHON, "-m", "journal_doctor.demo.worker", journal, "--trials", "3"],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,  # Optuna's own grace-period warnings
                 check=True,

@@ -1,10 +1,10 @@
 """journal-doctor: heal Optuna file journals after crashes.
 
     import journal_doctor
-    journal_doctor.clean(["runs/"], force=True, wait=60)   # before optuna.create_study(...)
+    journal_doctor.clean("runs/", force=True, wait=60)   # before optuna.create_study(...)
 
 The names below are loaded on first use, so that `journal-doctor scan` does not pay at start-up
-for modules it does not run.
+for modules it does not run. `dir(journal_doctor)` lists them.
 """
 
 from __future__ import annotations
@@ -15,31 +15,43 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from .cleaner import clean
-    from .errors import DoctorError, UsageError
+    from .errors import DoctorError, NotAJournal, Refused, UsageError
+    from .journal.check import JournalHealth, check_journal
+    from .journal.repair import RepairReport, repair
+    from .journal.trials import TrialsReport, fail_trials, list_trials
+    from .locks.clean import clean
+    from .locks.scan import scan
     from .model import (
         CleanReport,
         Holder,
+        JournalReport,
         LeftoverReport,
         LockKind,
         LockReport,
         Outcome,
         OutcomeKind,
+        Prognosis,
         ScanReport,
+        TailHealth,
         Verdict,
     )
-    from .scanner import scan
 
 _WHERE = {
-    "clean": "cleaner",
-    "scan": "scanner",
-    "DoctorError": "errors",
-    "UsageError": "errors",
+    "clean": "locks.clean",
+    "scan": "locks.scan",
+    "check_journal": "journal.check",
+    "JournalHealth": "journal.check",
+    "repair": "journal.repair",
+    "RepairReport": "journal.repair",
+    "list_trials": "journal.trials",
+    "fail_trials": "journal.trials",
+    "TrialsReport": "journal.trials",
+    **{name: "errors" for name in ("DoctorError", "NotAJournal", "Refused", "UsageError")},
     **{
         name: "model"
         for name in (
-            "CleanReport", "Holder", "LeftoverReport", "LockKind", "LockReport", "Outcome",
-            "OutcomeKind", "ScanReport", "Verdict",
+            "CleanReport", "Holder", "JournalReport", "LeftoverReport", "LockKind", "LockReport",
+            "Outcome", "OutcomeKind", "Prognosis", "ScanReport", "TailHealth", "Verdict",
         )
     },
 }  # fmt: skip
@@ -52,19 +64,36 @@ def __getattr__(name: str) -> Any:
     return getattr(import_module(f".{module}", __name__), name)
 
 
+# Kept literal for linters; a test checks it lists exactly the lazy names.
 __all__ = [
     "CleanReport",
     "DoctorError",
     "Holder",
+    "JournalHealth",
+    "JournalReport",
     "LeftoverReport",
     "LockKind",
     "LockReport",
+    "NotAJournal",
     "Outcome",
     "OutcomeKind",
+    "Prognosis",
+    "Refused",
+    "RepairReport",
     "ScanReport",
+    "TailHealth",
+    "TrialsReport",
     "UsageError",
     "Verdict",
     "__version__",
+    "check_journal",
     "clean",
+    "fail_trials",
+    "list_trials",
+    "repair",
     "scan",
 ]
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,77 +1,102 @@
-"""The `journal-doctor` command: each command parses, calls the core, renders, exits.
+"""The `journal-doctor` command: each command parses, calls the core, renders, returns a code.
 
-Exit codes: 0 nothing blocks a resume; 1 something needs attention; 2 usage error.
+Exit codes: 0 nothing blocks a resume; 1 something needs attention; 2 usage error; 3 a bug;
+130 interrupted. `main` is the one place that maps errors to them.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 import sys
-import time
-from collections.abc import Callable
-from functools import cache, partial
-from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+from collections.abc import Callable, Sequence
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from ._version import __version__
-from .errors import DoctorError, UsageError
-from .model import Outcome, OutcomeKind, ScanReport
+from .errors import DoctorError, Interrupted, UsageError, os_error_advice, path_error
+from .model import MIN_AGE, SHARED_MIN_AGE, CleanReport, Outcome, OutcomeKind, ScanReport
 from .render import jsonout
 from .render.text import display_path
-from .scanner import ProgressEvent
 
-EXAMPLES = """
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .locks.scan import ProgressEvent
+
+EXIT_CODES = """
+\b
+Exit codes: 0 nothing blocks a resume, 1 something needs attention, 2 usage error,
+3 internal error (a bug: please report it), 130 interrupted.
+"""
+EXAMPLES = {
+    "scan": """
 \b
 Examples:
   journal-doctor scan runs/                 # what locks are there, who holds them
   journal-doctor scan --json runs/ | jq .   # the same for scripts
+  journal-doctor scan --shared /mnt/share   # a share this host cannot detect (sshfs)
+""",
+    "clean": """
+\b
+Examples:
   journal-doctor clean --dry-run runs/      # what would be removed, and why
   journal-doctor clean --force --wait 60 runs/ && python train.py   # pre-resume step
-  journal-doctor check runs/study.log       # will Optuna load this journal?
-  journal-doctor repair --force runs/study.log   # make it loadable, keep every good line
-  journal-doctor trials --retry runs/study.log   # re-run trials a crash left RUNNING
-
+""",
+    "check": """
 \b
-Exit codes: 0 nothing blocks a resume, 1 something needs attention, 2 usage error.
-"""
+Examples:
+  journal-doctor check runs/study.log       # will Optuna load this journal?
+  journal-doctor check --json runs/*.log    # for scripts
+""",
+    "repair": """
+\b
+Examples:
+  journal-doctor repair --dry-run runs/study.log   # what would change
+  journal-doctor repair --force runs/study.log     # make it loadable, keep every good line
+""",
+    "trials": """
+\b
+Examples:
+  journal-doctor trials runs/study.log           # RUNNING/WAITING trials a crash left
+  journal-doctor trials --retry runs/study.log   # fail them and run their params again
+""",
+}
 
 app = typer.Typer(
     name="journal-doctor",
     help="Heal Optuna file journals after crashes: find stale locks, judge them, remove"
-    " only what is provably orphaned.",
-    epilog=EXAMPLES,
+    " only what is provably orphaned; check and repair torn journals.",
+    epilog=EXAMPLES["scan"] + EXAMPLES["clean"] + EXIT_CODES,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
 
 
-if TYPE_CHECKING:
-    from rich.console import Console
-
-
 @cache
 def out() -> Console:
-    """stdout for people. Rich is imported only when something is rendered for people:
-    `--json` and one-line errors never pay for it (start-up time is a feature of `scan`)."""
-    import os
-
+    """stdout for people in a terminal. Rich is imported only when a terminal is there:
+    `--json`, plain lines for pipes and one-line errors never pay for it."""
     from rich.console import Console
 
-    # Piped output (logs of job scripts) is read later in wide viewers: do not squeeze tables
-    # into Rich's 80-column default. A terminal or $COLUMNS still decides when present.
-    wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-    return Console(highlight=False, soft_wrap=False, width=160 if wide else None)
+    return Console(highlight=False, soft_wrap=False)
 
 
 @cache
 def err_console() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, soft_wrap=True)  # one message, one line
+    return Console(stderr=True, highlight=False)
+
+
+def for_people() -> bool:
+    """A terminal gets Rich tables; a pipe or a log file gets plain lines (`render.plain`)."""
+    return sys.stdout.isatty() or out().is_terminal
 
 
 def say(message: str) -> None:
@@ -80,24 +105,9 @@ def say(message: str) -> None:
     sys.stderr.flush()
 
 
-T = TypeVar("T")
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    """One line on stderr, then the exit code: never a traceback."""
-    say(message)
-    raise typer.Exit(code)
-
-
-def run_core(call: Callable[[], T]) -> T:
-    """Map the core's errors to one line and an exit code."""
-    try:
-        return call()
-    except DoctorError as err:
-        fail(str(err), err.exit_code)
-    except OSError as err:
-        where = str(err.filename) if err.filename else "a file"  # say() escapes it
-        fail(f"{where}: {err.strerror or err}")
+def echo_lines(lines: Sequence[str]) -> None:
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    sys.stdout.flush()
 
 
 def _version(value: bool) -> None:
@@ -116,11 +126,23 @@ def _main(
     """Heal Optuna file journals after crashes."""
 
 
+def _seconds(value: float | None) -> float | None:
+    """Every duration option: NaN and negative are usage errors; inf means never by age."""
+    if value is not None and (math.isnan(value) or value < 0):
+        raise typer.BadParameter("give a number of seconds >= 0 (inf: never by age)")
+    return value
+
+
+def seconds_option(name: str, help: str) -> Any:
+    return typer.Option(name, metavar="SECONDS", callback=_seconds, help=help)
+
+
 Paths = Annotated[
     list[str] | None,
     typer.Argument(
         help="Directories (walked recursively, symlinked dirs not followed), journals or lock"
         " files. Default: the current directory.",
+        metavar="[PATH...]",
         show_default=False,
     ),
 ]
@@ -129,26 +151,34 @@ JsonOption = Annotated[
 ]
 MinAge = Annotated[
     float,
-    typer.Option(
+    seconds_option(
         "--min-age",
-        min=0,
-        metavar="SECONDS",
-        help="How old a lock with no visible holder must be on a local filesystem before it is"
-        " orphaned.",
+        "How old a lock with no visible holder must be on a local filesystem before it is"
+        " orphaned (inf: never by age).",
     ),
 ]
 SharedMinAge = Annotated[
     float,
-    typer.Option(
+    seconds_option(
         "--shared-min-age",
-        min=0,
-        metavar="SECONDS",
-        help="The same on a network filesystem, where holders on other hosts are invisible"
-        " (default: Optuna's 30 s grace period).",
+        "The same where holders may be invisible: a network filesystem, a directory this host"
+        " exports, a container (default: Optuna's 30 s grace period).",
+    ),
+]
+Shared = Annotated[
+    bool,
+    typer.Option(
+        "--shared",
+        help="Judge every path as shared with other hosts (--shared-min-age), e.g. a directory"
+        " served over sftp/sshfs, which this host cannot detect.",
     ),
 ]
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Only the summary and next steps.")]
-Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Progress on stderr.")]
+Verbose = Annotated[
+    bool, typer.Option("-v", "--verbose", help="Progress on stderr (files, processes examined).")
+]
+Force = Annotated[bool, typer.Option("--force", "-f", help="Do it without asking (for scripts).")]
+DryRun = Annotated[bool, typer.Option("--dry-run", "-n", help="Show the plan; change nothing.")]
 
 
 def _progress(verbose: bool) -> Callable[[ProgressEvent], None] | None:
@@ -161,120 +191,183 @@ def _progress(verbose: bool) -> Callable[[ProgressEvent], None] | None:
     return show
 
 
-@app.command(epilog=EXAMPLES)
+def render_scan(report: ScanReport, json_output: bool, quiet: bool) -> None:
+    if json_output:
+        print(jsonout.dumps(jsonout.scan_json(report)))
+    elif for_people():
+        from .render import table
+
+        table.render_scan(out(), report, quiet=quiet)
+    else:
+        from .render import plain
+
+        echo_lines(plain.scan_lines(report, quiet=quiet))
+
+
+@app.command(epilog=EXAMPLES["scan"] + EXIT_CODES)
 def scan(
     paths: Paths = None,
     json_output: JsonOption = False,
-    min_age: MinAge = 5.0,
-    shared_min_age: SharedMinAge = 30.0,
+    min_age: MinAge = MIN_AGE,
+    shared_min_age: SharedMinAge = SHARED_MIN_AGE,
+    shared: Shared = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
-) -> None:
-    """Find every Optuna journal lock, say who holds it and whether it is safe to remove.
+) -> int:
+    """Find every Optuna journal lock, say who holds it and whether it is safe to remove;
+    and every journal whose damaged tail will crash the next worker.
 
     Verdicts: active (a write in flight), stuck (the holder is stopped), orphaned (no holder
     can exist: clean removes it), recent (too young to judge), unknown (a holder could exist
-    where this host cannot see). Exit 1 when an orphaned/stuck/unknown lock or a leftover
-    remains.
+    where this host cannot see: another host, a container, an unreadable lock). Exit 1 when an
+    orphaned/stuck/unknown lock, a leftover or a damaged journal remains.
     """
-    from .scanner import scan as scan_core
+    from .locks.scan import scan as scan_core
 
-    report = run_core(
-        lambda: scan_core(
-            paths or ["."],
-            min_age=min_age,
-            shared_min_age=shared_min_age,
-            progress=_progress(verbose),
-        )
+    report = scan_core(
+        paths or ".",
+        min_age=min_age,
+        shared_min_age=shared_min_age,
+        shared=shared,
+        progress=_progress(verbose),
     )
-    if json_output:
-        print(jsonout.dumps(jsonout.scan_json(report)))
+    render_scan(report, json_output, quiet)
+    return 1 if report.needs_attention() else 0
+
+
+def show_outcomes(report: ScanReport, outcomes: Sequence[Outcome], json_output: bool) -> None:
+    """The plan before the question: on stderr under --json (stdout is for the document)."""
+    if for_people() or json_output:
+        from .render import table
+
+        table.render_outcomes(err_console() if json_output else out(), report, outcomes)
     else:
-        from .render import table  # Rich only for people, not for --json
+        from .render import plain
 
-        table.render_scan(out(), report, quiet=quiet)
-    raise typer.Exit(1 if report.needs_attention() else 0)
+        echo_lines(plain.outcome_lines(report, outcomes))
 
 
-def _confirmer(json_output: bool, quiet: bool) -> Callable[[ScanReport, tuple[Outcome, ...]], bool]:
+def ask(question: str) -> bool:
+    """One question on stderr, default No. Ctrl-C here exits 130 with nothing changed."""
+    try:
+        return typer.confirm(question, default=False, err=True)
+    except typer.Abort:
+        raise Interrupted("interrupted; nothing removed") from None
+
+
+def _confirmer(json_output: bool) -> Callable[[ScanReport, tuple[Outcome, ...]], bool]:
     def confirm(report: ScanReport, plan: tuple[Outcome, ...]) -> bool:
-        count = sum(o.kind is OutcomeKind.WOULD_REMOVE for o in plan)
+        count = sum(o.outcome is OutcomeKind.WOULD_REMOVE for o in plan)
         if not sys.stdin.isatty():
             say(
                 f"refusing to remove {count} orphaned artifact(s) without confirmation (stdin is"
                 " not a terminal): pass --force to remove them or --dry-run to only show the plan."
             )
             return False
-        console = err_console() if json_output else out()
-        if not quiet:
-            from .render import table  # Rich only for people, not for --json
+        show_outcomes(report, plan, json_output)
+        confirm.asked = True  # type: ignore[attr-defined]
+        return ask(f"Remove {count} orphaned artifact(s)?")
 
-            table.render_plan(console, report, plan)
-        return typer.confirm(f"Remove {count} orphaned artifact(s)?", default=False, err=True)
-
+    confirm.asked = False  # type: ignore[attr-defined]
     return confirm
 
 
-@app.command(epilog=EXAMPLES)
+class WaitReporter:
+    """What `clean --wait` waits for: live on a terminal, a line every few seconds otherwise
+    (both on stderr, so stdout stays the result)."""
+
+    EVERY = 5.0
+
+    def __init__(self) -> None:
+        self.live = sys.stderr.isatty()
+        self.status: Any = None
+        self.last = -math.inf
+
+    def __call__(self, report: ScanReport, left: float) -> None:
+        import time
+
+        waiting = report.transient()
+        names = ", ".join(f"{display_path(lock.path)} ({lock.verdict.value})" for lock in waiting)
+        text = f"waiting up to {left:.0f}s more for {len(waiting)} lock(s): {names}"
+        if self.live:
+            if self.status is None:
+                from rich.status import Status
+
+                self.status = Status(text, console=err_console())
+                self.status.start()
+            self.status.update(text)
+        elif time.monotonic() - self.last >= self.EVERY:
+            self.last = time.monotonic()
+            say(text)
+
+    def close(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+
+
+def render_clean(report: CleanReport, json_output: bool, quiet: bool, asked: bool) -> None:
+    if json_output:
+        print(jsonout.dumps(jsonout.clean_json(report)))
+        return
+    # A declined prompt already showed the plan: do not print it again.
+    declined = asked and all(o.outcome is not OutcomeKind.REMOVED for o in report.outcomes)
+    if for_people():
+        from .render import table
+
+        table.render_clean(out(), report, quiet=quiet, show_outcomes=not declined)
+    else:
+        from .render import plain
+
+        echo_lines(plain.clean_lines(report, quiet=quiet, show_outcomes=not declined))
+
+
+@app.command(epilog=EXAMPLES["clean"] + EXIT_CODES)
 def clean(
     paths: Paths = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", "-n", help="Show the plan; remove nothing.")
-    ] = False,
-    force: Annotated[
-        bool,
-        typer.Option(
-            "--force", "-f", help="Remove orphaned artifacts without asking (for job scripts)."
-        ),
-    ] = False,
+    dry_run: DryRun = False,
+    force: Force = False,
     wait: Annotated[
         float,
-        typer.Option(
+        seconds_option(
             "--wait",
-            min=0,
-            metavar="SECONDS",
-            help="Re-scan until no write is in flight (no active/recent lock, none too young"
-            " to judge), at most this long, then clean.",
+            "Re-scan until no write is in flight (no active/recent lock, none too young to"
+            " judge), at most this long, then clean.",
         ),
     ] = 0.0,
     json_output: JsonOption = False,
-    min_age: MinAge = 5.0,
-    shared_min_age: SharedMinAge = 30.0,
+    min_age: MinAge = MIN_AGE,
+    shared_min_age: SharedMinAge = SHARED_MIN_AGE,
+    shared: Shared = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
-) -> None:
+) -> int:
     """Scan, then remove what is orphaned (only that, --force included).
 
     Asks once before removing; --force skips the question; without a terminal and without
     --force it refuses. Each removal re-checks the holders and removes the lock only if it is
     still the very file that was judged. Exit 0 only when nothing blocks a resume afterwards.
     """
-    from .cleaner import clean as clean_core
+    from .locks.clean import clean as clean_core
 
-    report = run_core(
-        lambda: clean_core(
-            paths or ["."],
+    confirm = _confirmer(json_output)
+    reporter = WaitReporter()
+    try:
+        report = clean_core(
+            paths or ".",
             force=force,
             dry_run=dry_run,
-            confirm=_confirmer(json_output, quiet),
+            confirm=confirm,
             wait=wait,
             min_age=min_age,
             shared_min_age=shared_min_age,
+            shared=shared,
             progress=_progress(verbose),
+            on_wait=reporter,
         )
-    )
-    if json_output:
-        print(jsonout.dumps(jsonout.clean_json(report)))
-    else:
-        if dry_run and not quiet:
-            from .render import table  # Rich only for people, not for --json
-
-            table.render_plan(out(), report.scan, report.outcomes)
-        else:
-            from .render import table  # Rich only for people, not for --json
-
-            table.render_clean(out(), report, quiet=quiet)
-    raise typer.Exit(1 if report.needs_attention() else 0)
+    finally:
+        reporter.close()
+    render_clean(report, json_output, quiet, asked=confirm.asked)  # type: ignore[attr-defined]
+    return 1 if report.needs_attention() else 0
 
 
 Journals = Annotated[
@@ -285,6 +378,12 @@ Journals = Annotated[
 class LockChoice(str, enum.Enum):
     symlink = "symlink"
     open = "open"
+
+    @property
+    def kind(self) -> Any:
+        from .model import LockKind
+
+        return LockKind.FILE if self is LockChoice.open else LockKind.SYMLINK
 
 
 LockOption = Annotated[
@@ -297,62 +396,68 @@ LockOption = Annotated[
 ]
 
 
-def _journal_or_fail(path: str) -> None:
+def journal_or_fail(path: str) -> None:
+    """A JOURNAL argument that cannot be looked at: one line saying why, and what to do."""
     import os
 
-    if not os.path.lexists(path):
-        fail(f"{display_path(path)}: no such journal; give the path of an Optuna journal file", 2)
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        raise UsageError(
+            f"{path}: no such journal; give the path of an Optuna journal file"
+        ) from None
+    except OSError as err:
+        raise DoctorError(path_error(path, err)) from None
 
 
-@app.command()
-def check(
-    journals: Journals,
-    json_output: JsonOption = False,
-    quiet: Quiet = False,
-) -> None:
+@app.command(epilog=EXAMPLES["check"] + EXIT_CODES)
+def check(journals: Journals, json_output: JsonOption = False, quiet: Quiet = False) -> int:
     """Read each journal as Optuna would and say what Optuna will do with it.
 
     Streams the file in bounded memory, without optuna: bytes, ops, studies, trials by state,
     torn tail, fused lines, NUL runs, undecodable lines and non-op lines (line number, byte
-    offset, error). Exit 0 when every journal is healthy, 1 when one is damaged.
+    offset, error). Anything but an Optuna journal (its first line an op) is refused (exit 2).
+    -q prints only each journal's verdict and its sentence. Exit 0 when every journal is
+    healthy, 1 when one is damaged.
     """
-    from .integrity import check_journal
+    from .journal.check import check_journal
 
     for journal in journals:
-        _journal_or_fail(journal)
-    results = [run_core(partial(check_journal, journal)) for journal in journals]
+        journal_or_fail(journal)
+    results = [check_journal(journal) for journal in journals]
     if json_output:
         print(jsonout.dumps(jsonout.check_json(results)))
     else:
+        from .render.journal import render_health
+
         for health in results:
-            from .render import table  # Rich only for people, not for --json
-
-            table.render_health(out(), health, quiet=quiet)
-    raise typer.Exit(0 if all(h.healthy for h in results) else 1)
+            render_health(out(), health, quiet=quiet)
+    return 0 if all(h.healthy for h in results) else 1
 
 
-@app.command()
+@app.command(epilog=EXAMPLES["repair"] + EXIT_CODES)
 def repair(
     journals: Journals,
-    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show the plan only.")] = False,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Repair without asking.")] = False,
+    dry_run: DryRun = False,
+    force: Force = False,
     lock: LockOption = LockChoice.symlink,
     json_output: JsonOption = False,
-) -> None:
+) -> int:
     """Rewrite damaged journals so Optuna loads them again, keeping every good line.
 
-    Refuses while the journal's lock is active/stuck/unknown or a live process has the journal
-    open. Holds the journal's lock meanwhile (workers started now wait), copies the original to
-    JOURNAL.<UTC time>.bak, cuts a torn or NUL tail, salvages the op out of a fused line, moves
-    undecodable and non-op lines to JOURNAL.quarantine, checks that Optuna loads the result,
-    then renames it over the journal. Exit 0 when every journal is healthy afterwards.
+    Refuses while the journal's lock is active, stuck, recent or unknown, or a live process has
+    the journal open; refuses anything but an Optuna journal (exit 2). Holds the journal's lock
+    meanwhile (workers started now wait), copies the original to JOURNAL.<UTC time>.bak, cuts a
+    torn or NUL tail, salvages the op out of a fused line, moves undecodable and non-op lines to
+    JOURNAL.quarantine, checks that Optuna loads the result, then renames it over the journal.
+    Exit 0 when every journal is healthy afterwards.
     """
-    from .model import LockKind
-    from .repair import RepairRefused, RepairReport
-    from .repair import repair as repair_core
+    from .journal.repair import RepairRefused, RepairReport
+    from .journal.repair import repair as repair_core
+    from .render.journal import render_repair
 
     for journal in journals:
-        _journal_or_fail(journal)
+        journal_or_fail(journal)
 
     def confirm(report: RepairReport) -> bool:
         if not sys.stdin.isatty():
@@ -360,82 +465,96 @@ def repair(
                 f"refusing to repair {report.journal} without confirmation (stdin is not a"
                 " terminal): pass --force to repair it or --dry-run to only show the plan."
             )
-        from .render import table  # Rich only for people, not for --json
+        render_repair(err_console() if json_output else out(), report)
+        return ask(f"Repair {display_path(report.journal)}?")
 
-        table.render_repair(err_console() if json_output else out(), report)
-        return typer.confirm(f"Repair {display_path(report.journal)}?", default=False, err=True)
-
-    kind = LockKind.FILE if lock is LockChoice.open else LockKind.SYMLINK
     reports = []
     code = 0
     for journal in journals:
         try:
             report = repair_core(
-                journal, dry_run=dry_run, force=force, confirm=confirm, lock_kind=kind
+                journal, dry_run=dry_run, force=force, confirm=confirm, lock_kind=lock.kind
             )
         except DoctorError as error:
+            if isinstance(error, Interrupted):
+                raise
             say(str(error))
             code = max(code, error.exit_code)
             continue
         except OSError as error:
-            say(f"{journal}: {error.strerror or error}")
-            code = 1
+            say(f"{journal}: {os_error_advice(error)}")
+            code = max(code, 1)
             continue
         reports.append(report)
         if not report.before.healthy and not report.performed:
-            code = 1
+            code = max(code, 1)
     if json_output:
         print(jsonout.dumps(jsonout.repair_json(reports)))
     else:
         for report in reports:
-            from .render import table  # Rich only for people, not for --json
-
-            table.render_repair(out(), report)
-    raise typer.Exit(code)
+            render_repair(out(), report)
+    return code
 
 
-@app.command()
+@app.command(epilog=EXAMPLES["trials"] + EXIT_CODES)
 def trials(
     journal: Annotated[
         str, typer.Argument(help="The journal file.", metavar="JOURNAL", show_default=False)
     ],
     fail_running: Annotated[
-        bool, typer.Option("--fail", help="Mark every RUNNING trial FAIL (Optuna's study.tell).")
+        bool, typer.Option("--fail", help="Mark every RUNNING trial FAIL.")
     ] = False,
     retry: Annotated[
         bool,
-        typer.Option("--retry", help="Like --fail, and enqueue each one's parameters again."),
+        typer.Option(
+            "--retry",
+            help="Like --fail, and enqueue each one's parameters again (a trial killed before"
+            " it had any parameters is only failed).",
+        ),
     ] = False,
-    force: Annotated[
-        bool, typer.Option("--force", "-f", help="Even while a process has the journal open.")
+    ignore_open: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-open",
+            help="Even while a process has the journal open (it may be a worker"
+            " running these trials: be sure it is not).",
+        ),
+    ] = False,
+    force_deprecated: Annotated[
+        bool, typer.Option("--force", "-f", hidden=True, help="Deprecated: --ignore-open.")
     ] = False,
     lock: LockOption = LockChoice.symlink,
     json_output: JsonOption = False,
-) -> None:
+) -> int:
     """List trials a crash left RUNNING or WAITING; fail them, or fail and retry them.
 
     JournalStorage has no heartbeat, so a killed worker's trial stays RUNNING forever. A trial
     is flagged abandoned when its worker later started another trial. Run --fail/--retry only
     when no worker of the study is running (it is refused while a process has the journal open,
-    and while the journal has a lock: run `clean` first).
+    and while the journal has a lock: run `clean` first). The FAIL and the retried trial are
+    written in the journal's own dialect (naive datetimes where its writers wrote naive ones),
+    so Optuna 3.6 to the newest read them. Exit 1 while RUNNING trials remain.
     """
-    from .model import LockKind
-    from .trials import fail_trials, list_trials
+    from .journal.trials import fail_trials, list_trials
+    from .render.journal import render_trials
 
-    _journal_or_fail(journal)
-    kind = LockKind.FILE if lock is LockChoice.open else LockKind.SYMLINK
+    if fail_running and retry:
+        raise UsageError("--fail and --retry are one choice: --retry fails the trials too")
+    if force_deprecated:
+        say("--force for trials is deprecated: it is now --ignore-open")
+    journal_or_fail(journal)
     if fail_running or retry:
-        report = run_core(lambda: fail_trials(journal, retry=retry, force=force, lock_kind=kind))
+        report = fail_trials(
+            journal, retry=retry, ignore_open=ignore_open or force_deprecated, lock_kind=lock.kind
+        )
     else:
-        report = run_core(lambda: list_trials(journal))
+        report = list_trials(journal)
     if json_output:
         print(jsonout.dumps(jsonout.trials_json(report)))
     else:
-        from .render import table  # Rich only for people, not for --json
-
-        table.render_trials(out(), report)
+        render_trials(out(), report)
     running = [t for t in report.health.open_trials if t.state == "RUNNING"]
-    raise typer.Exit(1 if running else 0)
+    return 1 if running else 0
 
 
 @app.command()
@@ -447,41 +566,72 @@ def demo(
             "--compare", help="Also time Optuna resuming on its own (adds its 30 s grace period)."
         ),
     ] = False,
-) -> None:
+) -> int:
     """Crash a real Optuna worker holding its lock, then scan, clean and resume, with timings.
 
     Runs in a temporary directory and removes it afterwards. Needs optuna (a dependency).
     """
+    import time
+
     from rich.text import Text
 
-    from .demo import DemoError, run_demo
+    from .demo import run_demo
+    from .render import table
 
     started = time.monotonic()
-    try:
-        for step in run_demo(trials=trials, compare=compare):
-            out().rule(Text(step.title))
-            if step.detail:
-                out().print(Text(display_path(step.detail)))
-            if step.scan is not None:
-                from .render import table  # Rich only for people, not for --json
-
-                table.render_scan(out(), step.scan)
-            if step.clean is not None:
-                from .render import table  # Rich only for people, not for --json
-
-                table.render_clean(out(), step.clean)
-    except DemoError as err:
-        fail(f"demo failed: {err}")
+    for step in run_demo(trials=trials, compare=compare):
+        out().rule(Text(step.title))
+        if step.detail:
+            out().print(Text(display_path(step.detail)))
+        if step.scan is not None:
+            table.render_scan(out(), step.scan)
+        if step.clean is not None:
+            table.render_clean(out(), step.clean)
     out().rule(Text("Done"))
     out().print(Text(f"Demo finished in {time.monotonic() - started:.1f} s; nothing left behind."))
+    return 0
 
 
-def main() -> None:
+def exit_code(error: BaseException) -> tuple[int, str | None]:
+    """The one map from what went wrong to (exit code, the line to print)."""
+    if isinstance(error, DoctorError):
+        return error.exit_code, str(error)
+    if isinstance(error, (KeyboardInterrupt, typer.Abort)):
+        return 130, "interrupted"
+    if isinstance(error, BrokenPipeError):
+        return 1, None  # the reader went away (`| head`): nothing more to say
+    if isinstance(error, OSError):
+        where = f"{error.filename}: " if error.filename else ""
+        return 1, f"{where}{os_error_advice(error)}"
+    return 3, (
+        f"internal error: {type(error).__name__}: {error}; this is a bug in journal-doctor"
+        f" {__version__}: please report it with the command you ran"
+    )
+
+
+def _usage_error() -> type[Exception]:
+    """Click's base of usage errors (typer >= 0.2x vendors click as `typer._click`)."""
     try:
-        app(prog_name="journal-doctor")
-    except KeyboardInterrupt:
-        say("interrupted")
-        sys.exit(130)
+        from typer._click.exceptions import ClickException
+    except ImportError:
+        from click.exceptions import ClickException  # type: ignore[import-not-found, no-redef]
+    return ClickException
 
 
-__all__ = ["UsageError", "app", "main"]
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    try:
+        code = app(args=argv, prog_name="journal-doctor", standalone_mode=False)
+    except _usage_error() as error:  # usage: bad option, bad value
+        error.show()  # type: ignore[attr-defined]
+        code = error.exit_code  # type: ignore[attr-defined]
+    except BaseException as error:
+        if isinstance(error, SystemExit):
+            raise
+        code, line = exit_code(error)
+        if line is not None:
+            say(line)
+    sys.stdout.flush()
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+__all__ = ["app", "main"]

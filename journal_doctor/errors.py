@@ -1,15 +1,74 @@
-"""Errors the CLI turns into one line on stderr and an exit code."""
+"""Every error the core raises on purpose, and the one sentence of advice for OS errors.
+
+The CLI maps these to exit codes in one place (`cli.main`): a `DoctorError` is one line on
+stderr with its `exit_code`; anything else is a bug (exit 3). The core never prints.
+"""
 
 from __future__ import annotations
 
+import errno
+import os
+
 
 class DoctorError(Exception):
-    """A problem the user can fix; the message names the path and what to do."""
+    """A problem the user can fix; the message names the path and what to do (exit 1)."""
 
     exit_code = 1
 
 
+class Refused(DoctorError):
+    """An action was not started, or stopped before touching anything (exit 1)."""
+
+
 class UsageError(DoctorError):
-    """Bad arguments, e.g. a PATH that does not exist (exit code 2)."""
+    """Bad arguments, e.g. a PATH that does not exist (exit 2)."""
 
     exit_code = 2
+
+
+class Interrupted(DoctorError):
+    """Ctrl-C where nothing was changed yet (exit 130, as a shell reports SIGINT)."""
+
+    exit_code = 130
+
+
+class NotAJournal(UsageError):
+    """The path is not an Optuna journal: not a regular file, or not JSON lines of Optuna ops."""
+
+
+def os_error_advice(err: OSError, owner: str | None = None) -> str:
+    """`Permission denied: run the doctor as alice (its owner) or as root`, and the like."""
+    what = err.strerror or str(err)
+    if err.errno in (errno.EACCES, errno.EPERM):
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            # root was refused: a root-squashing NFS export, a FUSE mount of another user.
+            who = f"as {owner}, its owner, " if owner and owner != "root" else ""
+            return (
+                f"{what} even for root here (root_squash, a FUSE mount): run the doctor {who}on"
+                " the host that serves this filesystem"
+            )
+        if owner == "root":
+            who = "as root"
+        elif owner:
+            who = f"as {owner} (its owner) or as root"
+        else:
+            who = "as the file's owner or as root"
+        return f"{what}: run the doctor {who}"
+    if err.errno == errno.EROFS:
+        return f"{what}: run it from a host that mounts this filesystem read-write"
+    if err.errno == errno.ESTALE:
+        return f"{what}: the network filesystem lost this file; remount it, then run again"
+    return what
+
+
+def path_error(path: str, err: OSError) -> str:
+    """`runs/j.log: Permission denied: run the doctor as alice (its owner) or as root`, naming
+    the owner of the directory that refused (the path itself may not be stat-able)."""
+    owner = None
+    try:
+        import pwd
+
+        owner = pwd.getpwuid(os.stat(os.path.dirname(path) or ".").st_uid).pw_name
+    except (OSError, KeyError, ImportError):
+        pass
+    return f"{path}: {os_error_advice(err, owner)}"

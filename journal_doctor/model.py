@@ -28,6 +28,42 @@ class LeftoverOrigin(str, enum.Enum):
     DOCTOR_BREAK = "doctor-break"  # <J>.lock.journal-doctor-<hex>.break: our own break cut short
 
 
+class TailHealth(str, enum.Enum):
+    """A cheap look at a journal's last lines (`journal.probe`); `check` reads the whole file."""
+
+    OK = "ok"
+    EMPTY = "empty"
+    TORN_TAIL = "torn-tail"  # bytes after the last newline
+    NUL_TAIL = "nul-tail"  # NUL bytes near the end (a power loss)
+    BAD_TAIL = "bad-tail"  # a last line that is not a sound op
+    MISSING = "missing"
+    UNREADABLE = "unreadable"
+    NOT_A_FILE = "not-a-file"
+
+    @property
+    def hurts(self) -> bool:
+        """Will the next worker (or every load) fail on a journal in this state?"""
+        return self in (TailHealth.TORN_TAIL, TailHealth.NUL_TAIL, TailHealth.BAD_TAIL)
+
+
+class Prognosis(str, enum.Enum):
+    """What Optuna will do with a journal."""
+
+    LOADS = "loads"
+    NEXT_WORKER_CRASHES = "next-worker-crashes"
+    EVERY_LOAD_FAILS = "every-load-fails"
+
+
+class Blindness(str, enum.Enum):
+    """Why this host cannot see every process that could hold a lock."""
+
+    NETWORK_FS = "network-filesystem"  # holders on other hosts
+    EXPORTED = "exported"  # this host serves the directory (NFS, Samba, ganesha)
+    CONTAINER = "container"  # a pid namespace that is not the initial one
+    HIDDEN_PROCESSES = "hidden-processes"  # /proc mounted with hidepid
+    SHARED = "shared"  # --shared: the user says other hosts use this path
+
+
 class Verdict(str, enum.Enum):
     ACTIVE = "active"
     STUCK = "stuck"
@@ -52,7 +88,6 @@ class Holder(NamedTuple):
     pid: int
     name: str
     user: str
-    uid: int
     status: str  # psutil's words: running, sleeping, disk-sleep, stopped, tracing-stop, ...
     started: float  # epoch seconds (the process start time: with the pid, an identity)
     cmdline: str
@@ -84,11 +119,9 @@ class JournalState(NamedTuple):
     mtime: float | None = None
     device: int | None = None
     inode: int | None = None
-    is_regular: bool = False
-    # A cheap look at the journal's last 64 KiB (`integrity.health_of_tail`): ok, empty,
-    # torn-tail, nul-tail, bad-tail, missing, unreadable. `check` reads the whole file.
-    health: str = "missing"
-    looks_like_journal: bool = False  # empty, or starts like JSON lines
+    health: TailHealth = TailHealth.MISSING
+    prognosis: Prognosis = Prognosis.LOADS
+    looks_like_journal: bool = False  # empty, or its first line begins with an Optuna op
     alias: str | None = None  # the name a symlinked journal's fd shows in /proc
 
     @property
@@ -100,8 +133,14 @@ class JournalState(NamedTuple):
 
 class Filesystem(NamedTuple):
     type: str
-    mountpoint: str
     network: bool
+
+
+class Unseen(NamedTuple):
+    """One reason holders may exist where this host cannot look, as a sentence for the reason."""
+
+    blindness: Blindness
+    sentence: str
 
 
 class LockObservation(NamedTuple):
@@ -120,11 +159,30 @@ class LockObservation(NamedTuple):
     resolved_target: str | None
     journal_state: JournalState
     directory_key: tuple[int, int]
+    # What this host cannot see of this lock's possible holders; empty when it sees them all.
+    unseen: tuple[Unseen, ...] = ()
+    # Why the lock itself could not be read (readlink/lstat failed): judged unknown, never
+    # dropped (an absolute symlink through sshfs is EPERM, and Optuna's waiters spin on it).
+    unreadable: str | None = None
+
+
+class JournalReport(NamedTuple):
+    """A journal found by the scan whose state will hurt the next worker."""
+
+    path: str
+    root: str
+    health: TailHealth
+    prognosis: Prognosis
+
+
+MIN_AGE = 5.0  # seconds: a lock younger than this may belong to a write in flight
+SHARED_MIN_AGE = 30.0  # Optuna's own grace period: the same where holders are invisible
 
 
 class Thresholds(NamedTuple):
-    min_age: float = 5.0
-    shared_min_age: float = 30.0
+    min_age: float = MIN_AGE
+    shared_min_age: float = SHARED_MIN_AGE
+    shared: bool = False  # --shared: every path as if other hosts used it
 
 
 class Judgement(NamedTuple):
@@ -182,6 +240,8 @@ class ScanReport(NamedTuple):
     thresholds: Thresholds
     processes_examined: int
     elapsed_seconds: float
+    journals: tuple[JournalReport, ...] = ()  # damaged journals, with or without a lock
+    container: bool = False  # the doctor runs in a pid namespace that is not the initial one
 
     def needs_attention(self) -> bool:
         """True when something stands in the way of a resume (exit code 1)."""
@@ -190,6 +250,7 @@ class ScanReport(NamedTuple):
             any(lock.verdict in blocking for lock in self.locks)
             or any(leftover.verdict is Verdict.ORPHANED for leftover in self.leftovers)
             or bool(self.problems)
+            or bool(self.journals)
         )
 
     def transient(self) -> tuple[LockReport, ...]:
@@ -207,7 +268,7 @@ class OutcomeKind(str, enum.Enum):
 
 class Outcome(NamedTuple):
     path: str
-    kind: OutcomeKind
+    outcome: OutcomeKind
     detail: str
     verdict: Verdict
 
@@ -220,7 +281,7 @@ class CleanReport(NamedTuple):
 
     @property
     def removed(self) -> tuple[str, ...]:
-        return tuple(o.path for o in self.outcomes if o.kind is OutcomeKind.REMOVED)
+        return tuple(o.path for o in self.outcomes if o.outcome is OutcomeKind.REMOVED)
 
     def needs_attention(self) -> bool:
         """True unless, after what was removed, nothing stands in the way of a resume."""
@@ -229,8 +290,9 @@ class CleanReport(NamedTuple):
         return (
             self.wait_timed_out
             or bool(self.scan.problems)
+            or bool(self.scan.journals)
             or any(
-                o.kind in unresolved or (o.kind is OutcomeKind.KEPT and o.verdict in blocking)
+                o.outcome in unresolved or (o.outcome is OutcomeKind.KEPT and o.verdict in blocking)
                 for o in self.outcomes
             )
         )

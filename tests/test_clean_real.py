@@ -16,10 +16,10 @@ import psutil
 import pytest
 
 import journal_doctor
-from journal_doctor.discover import doctor_break_name
+from journal_doctor.locks.discover import doctor_break_name
 from journal_doctor.model import OutcomeKind, Verdict
 
-from conftest import (
+from helpers import (
     LOCK_KINDS,
     PYTHON,
     Workers,
@@ -175,7 +175,7 @@ def test_clean_racing_busy_workers_removes_nothing(
         saw_lock += bool(report.scan.locks)
         assert report.removed == ()
         for outcome in report.outcomes:
-            assert outcome.kind is not OutcomeKind.REMOVED
+            assert outcome.outcome is not OutcomeKind.REMOVED
     for proc in workers.procs:
         proc.send_signal(signal.SIGTERM)
         proc.wait()
@@ -218,7 +218,7 @@ def test_conflict_lock_replaced_between_judgement_and_break(tmp_path: Path) -> N
 
     report = journal_doctor.clean([str(tmp_path)], force=True, before_break=replace_lock)
     (outcome,) = report.outcomes
-    assert outcome.kind is OutcomeKind.CONFLICT
+    assert outcome.outcome is OutcomeKind.CONFLICT
     assert "put back" in outcome.detail
     assert report.removed == ()
     assert lexists(lock)
@@ -254,7 +254,7 @@ def test_conflict_when_name_taken_again_leaves_judged_file_as_doctor_leftover(
     report = journal_doctor.clean([str(tmp_path)], force=True, before_break=replace_then_retake)
     monkeypatch.undo()
     (outcome,) = report.outcomes
-    assert outcome.kind is OutcomeKind.CONFLICT
+    assert outcome.outcome is OutcomeKind.CONFLICT
     assert "newer lock" in outcome.detail
     assert lexists(lock)
     leftovers = journal_doctor.scan([str(tmp_path)]).leftovers
@@ -339,7 +339,7 @@ def test_demo_runs_and_leaves_nothing_behind(tmp_path: Path) -> None:
 
 
 def test_directory_replaced_between_scan_and_break_is_a_conflict(tmp_path: Path) -> None:
-    from journal_doctor.cleaner import execute
+    from journal_doctor.locks.clean import execute
 
     study = tmp_path / "study"
     study.mkdir()
@@ -353,7 +353,7 @@ def test_directory_replaced_between_scan_and_break_is_a_conflict(tmp_path: Path)
     (study / "j.log").write_text("")
     os.link(tmp_path / "old" / "j.log.lock", study / "j.log.lock")
     (outcome,) = execute(report)
-    assert outcome.kind is OutcomeKind.CONFLICT
+    assert outcome.outcome is OutcomeKind.CONFLICT
     assert "directory was replaced" in outcome.detail
     assert lexists(study / "j.log.lock")
     assert lexists(tmp_path / "old" / "j.log.lock")

@@ -12,7 +12,7 @@ import pytest
 
 import journal_doctor
 
-from conftest import PYTHON, Workers, age_path
+from helpers import PYTHON, Workers, age_path
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +75,7 @@ def test_doctor_racing_optunas_grace_break_never_deletes_the_fresh_lock(
     while time.monotonic() < deadline and any(p.poll() is None for p in workers.procs[-3:]):
         report = journal_doctor.clean([str(tmp_path)], force=True, min_age=min_age)
         removed += len(report.removed)
-        conflicts += sum(o.kind.value == "conflict" for o in report.outcomes)
+        conflicts += sum(o.outcome.value == "conflict" for o in report.outcomes)
     monkeypatch.undo()
     print(f"doctor removed {removed}, conflicts {conflicts}, unlinked {len(unlinked)}")
     assert all(identity == stale_identity for identity in unlinked), (unlinked, stale_identity)

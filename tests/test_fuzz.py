@@ -19,8 +19,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalStorage
 
-from journal_doctor.integrity import LineReader, check_journal, classify
-from journal_doctor.repair import RepairRefused, repair
+from journal_doctor.errors import NotAJournal
+from journal_doctor.journal.check import check_journal
+from journal_doctor.journal.lines import LineReader
+from journal_doctor.journal.ops import classify, is_journal_head
+from journal_doctor.journal.repair import RepairRefused, repair
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 FUZZ = settings(
@@ -35,7 +38,7 @@ def seed_journal() -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         journal = os.path.join(tmp, "seed.log")
         subprocess.run(
-            [sys.executable, "-m", "journal_doctor._worker", journal, "--trials", "6"],
+            [sys.executable, "-m", "journal_doctor.demo.worker", journal, "--trials", "6"],
             check=True,
             stdout=subprocess.DEVNULL,
         )
@@ -76,9 +79,13 @@ def mutate(data: bytes, mutations: list[tuple[str, int, bytes]]) -> bytes:
 
 @FUZZ
 @given(st.binary(max_size=3000))
-def test_check_never_raises_on_random_bytes(tmp_path: Path, data: bytes) -> None:
+def test_check_judges_or_refuses_random_bytes(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "random.log"
     path.write_bytes(data)
+    if data and not is_journal_head(data[:4096]):
+        with pytest.raises(NotAJournal):
+            check_journal(str(path))
+        return
     health = check_journal(str(path))
     assert health.size == len(data)
     assert health.healthy == (health.damage_count == 0)
@@ -93,6 +100,12 @@ def test_repair_yields_a_loadable_journal_or_refuses(
     journal = directory / "j.log"
     damaged = mutate(seed_journal, mutations)
     journal.write_bytes(damaged)
+    if damaged and not is_journal_head(damaged[:4096]):
+        with pytest.raises(NotAJournal):  # the first line no longer begins with an op
+            repair(str(journal), force=True)
+        assert journal.read_bytes() == damaged
+        assert sorted(os.listdir(directory)) == ["j.log"]  # no backup, no quarantine
+        return
     health = check_journal(str(journal))
     try:
         report = repair(str(journal), force=True)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from journal_doctor.integrity import check_journal
+from journal_doctor.journal.check import check_journal
 
-from conftest import PYTHON, age_path, run_doctor
+from helpers import PYTHON, age_path, run_doctor
 
 OP = b'{"op_code":0,"worker_id":"w-1","study_name":"s","directions":[0]}\n'
 TRIAL = b'{"op_code":4,"worker_id":"w-1","study_id":0,"datetime_start":"2026-01-01T00:00:00"}\n'
@@ -146,7 +146,7 @@ def test_cleaning_a_lock_pointing_outside_the_tree_removes_only_the_link(tmp_pat
 
 
 def test_journal_swapped_for_a_symlink_before_the_rename_is_not_replaced(tmp_path: Path) -> None:
-    import journal_doctor.repair as repair_module
+    import journal_doctor.journal.repair as repair_module
 
     journal = journal_with_lock(tmp_path, b"j.log", torn=True)
     os.unlink(f"{journal}.lock")
@@ -238,7 +238,7 @@ def test_read_only_filesystem_clean_fails_cleanly(tmp_path: Path) -> None:
 
 
 def test_doctor_leftover_names_are_recognised_whatever_the_journal_name(tmp_path: Path) -> None:
-    from journal_doctor.discover import doctor_break_name
+    from journal_doctor.locks.discover import doctor_break_name
 
     name = os.fsdecode(b"we\xffird\n.log.lock")
     (tmp_path / os.fsdecode(b"we\xffird\n.log")).write_bytes(OP)

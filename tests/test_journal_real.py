@@ -14,10 +14,10 @@ import optuna
 import pytest
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalStorage
 
-import journal_doctor.repair as repair_module
-from journal_doctor.integrity import Problem, Prognosis, check_journal
+import journal_doctor.journal.repair as repair_module
+from journal_doctor.journal.check import Problem, Prognosis, check_journal
 
-from conftest import PYTHON, Workers, age_path, doctor_json, holding_open, poll, run_doctor
+from helpers import PYTHON, Workers, age_path, doctor_json, holding_open, poll, run_doctor
 
 pytestmark = pytest.mark.slow
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -28,7 +28,7 @@ def run_worker(
     journal: Path, trials: int, lock: str = "symlink"
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [PYTHON, "-m", "journal_doctor._worker", str(journal), "--trials", str(trials),
+        [PYTHON, "-m", "journal_doctor.demo.worker", str(journal), "--trials", str(trials),
          "--lock", lock],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
@@ -293,26 +293,56 @@ def test_trials_fail_and_retry_after_a_sigkill(tmp_path: Path, workers: Workers)
     assert running
     assert not any(t["abandoned"] for t in running)
     number = running[-1]["number"]
+    before = optuna.load_study(
+        study_name=STUDY, storage=JournalStorage(JournalFileBackend(str(journal)))
+    )
+    # A kill before the trial sampled anything leaves nothing to run again: failed only.
+    expected = [
+        "failed+enqueued" if before.trials[t["number"]].params else "failed" for t in running
+    ]
 
     code, done = doctor_json("trials", "--retry", str(journal))
     assert code == 0
-    assert [a["action"] for a in done["actions"]] == ["failed+enqueued"] * len(running)
+    assert [a["action"] for a in done["actions"]] == expected
     storage = JournalStorage(JournalFileBackend(str(journal)))
     study = optuna.load_study(study_name=STUDY, storage=storage)
     assert all(study.trials[t["number"]].state.name == "FAIL" for t in running)
     waiting = [t for t in study.trials if t.state.name == "WAITING"]
-    assert len(waiting) == len(running)
-    assert waiting[-1].system_attrs["fixed_params"] == study.trials[number].params
+    assert len(waiting) == expected.count("failed+enqueued")
+    if waiting:
+        retried = waiting[-1].user_attrs["journal_doctor_retry_of"]
+        assert waiting[-1].system_attrs["fixed_params"] == study.trials[retried].params
+        assert study.trials[retried].params
+        number = retried
 
     assert run_worker(journal, len(running)).returncode == 0
     study = optuna.load_study(
         study_name=STUDY, storage=JournalStorage(JournalFileBackend(str(journal)))
     )
-    rerun = study.trials[waiting[-1].number]
-    assert rerun.state.name == "COMPLETE"
-    # The kill may land before the trial sampled anything; whatever it had is run again.
-    assert study.trials[number].params.items() <= rerun.params.items()
+    if waiting:
+        rerun = study.trials[waiting[-1].number]
+        assert rerun.state.name == "COMPLETE"
+        assert rerun.params == study.trials[number].params
     assert doctor_json("trials", str(journal))[1]["open_trials"] == []
+
+
+def test_a_trial_killed_before_it_had_parameters_is_failed_not_retried(tmp_path: Path) -> None:
+    journal = tmp_path / "j.log"
+    study = optuna.create_study(
+        study_name=STUDY, storage=JournalStorage(JournalFileBackend(str(journal)))
+    )
+    study.ask()  # a worker that dies before its first suggest_*: RUNNING with no params
+    del study
+
+    code, done = doctor_json("trials", "--retry", str(journal))
+    assert code == 0
+    (action,) = done["actions"]
+    assert action["action"] == "failed"
+    assert "before it had any parameters" in action["detail"]
+    trials = optuna.load_study(
+        study_name=STUDY, storage=JournalStorage(JournalFileBackend(str(journal)))
+    ).trials
+    assert [t.state.name for t in trials] == ["FAIL"]  # no WAITING trial with {} params
 
 
 def test_retry_runs_the_same_parameters_again(tmp_path: Path) -> None:

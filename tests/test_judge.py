@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from journal_doctor.judge import judge_leftover, judge_lock
+from journal_doctor.locks.judge import judge_leftover, judge_lock
+from journal_doctor.locks.scan import judge_all
 from journal_doctor.model import (
+    Blindness,
     Filesystem,
     Holder,
     HolderSurvey,
@@ -18,14 +20,20 @@ from journal_doctor.model import (
     LeftoverOrigin,
     LockKind,
     LockObservation,
+    Prognosis,
+    TailHealth,
     Thresholds,
+    Unseen,
     Verdict,
 )
-from journal_doctor.scanner import judge_all
 
-LOCAL = Filesystem("ext4", "/", network=False)
-NFS = Filesystem("nfs4", "/shared", network=True)
+LOCAL = Filesystem("ext4", network=False)
+NFS = Filesystem("nfs4", network=True)
 T = Thresholds(min_age=5, shared_min_age=30)
+
+
+def unseen(blindness: Blindness) -> tuple[Unseen, ...]:
+    return (Unseen(blindness, f"({blindness.value}: not seen)"),)
 
 
 def lock(age: float = 60, fs: Filesystem = LOCAL, **changes: object) -> LockObservation:
@@ -43,12 +51,13 @@ def lock(age: float = 60, fs: Filesystem = LOCAL, **changes: object) -> LockObse
         resolved_target="/r/j.log",
         journal_state=JournalState(True, 10, 0.0, 1, 99, True),
         directory_key=(1, 1),
+        unseen=unseen(Blindness.NETWORK_FS) if fs.network else (),
     )
     return obs._replace(**changes)  # type: ignore[arg-type]
 
 
 def holder(status: str = "running", pid: int = 4242, writing: bool = True) -> Holder:
-    return Holder(pid, "python", "alice", 1000, status, 0.0, "python train.py", writing)
+    return Holder(pid, "python", "alice", status, 0.0, "python train.py", writing)
 
 
 @pytest.mark.parametrize("status", ["running", "sleeping", "disk-sleep"])
@@ -108,13 +117,13 @@ def test_network_fs_young_is_unknown_and_transient() -> None:
     j = judge_lock(lock(age=29, fs=NFS), (), 0, T)
     assert j.verdict is Verdict.UNKNOWN
     assert j.transient
-    assert "other hosts" in j.reason
+    assert "run journal-doctor on the other hosts" in j.reason
 
 
 def test_network_fs_old_is_orphaned_saying_other_hosts_were_not_seen() -> None:
     j = judge_lock(lock(age=31, fs=NFS), (), 0, T)
     assert j.verdict is Verdict.ORPHANED
-    assert "other hosts were not seen" in j.reason
+    assert "network-filesystem: not seen" in j.reason
 
 
 def test_network_fs_uses_shared_min_age_not_min_age() -> None:
@@ -134,11 +143,54 @@ def test_something_else_at_the_lock_name_is_never_orphaned() -> None:
     assert judge_lock(obs, (), 0, T).verdict is Verdict.UNKNOWN
 
 
-def test_dangling_symlink_says_waiters_spin_forever() -> None:
+def test_dangling_symlink_says_what_waiters_of_every_version_do() -> None:
     j = judge_lock(lock(dangling=True), (), 0, T)
     assert j.verdict is Verdict.ORPHANED
-    assert "100% CPU" in j.reason
+    assert "<= 4.2 quietly" in j.reason
+    assert ">= 4.3 spinning at 100% CPU" in j.reason
     assert "never fires" in j.reason
+
+
+@pytest.mark.parametrize("blindness", list(Blindness))
+def test_every_blind_spot_makes_the_shared_rule_decide(blindness: Blindness) -> None:
+    young = judge_lock(lock(age=29, unseen=unseen(blindness)), (), 0, T)
+    assert young.verdict is Verdict.UNKNOWN
+    assert young.transient
+    assert f"{blindness.value}: not seen" in young.reason
+    assert "To decide:" in young.reason
+    old = judge_lock(lock(age=31, unseen=unseen(blindness)), (), 0, T)
+    assert old.verdict is Verdict.ORPHANED
+    assert f"{blindness.value}: not seen" in old.reason
+
+
+def test_container_young_lock_says_run_on_the_host() -> None:
+    j = judge_lock(lock(age=10, unseen=unseen(Blindness.CONTAINER)), (), 0, T)
+    assert j.verdict is Verdict.UNKNOWN
+    assert "outside the container" in j.reason
+
+
+def test_boot_rule_holds_in_a_container_but_not_for_other_hosts() -> None:
+    # A container shares the host's kernel: a lock older than its boot has no live holder
+    # here. Clients of an export, or other hosts on a share, may have made it before.
+    in_container = lock(age=1, predates_boot=True, unseen=unseen(Blindness.CONTAINER))
+    assert judge_lock(in_container, (), 0, T).verdict is Verdict.ORPHANED
+    for other_hosts in (Blindness.EXPORTED, Blindness.SHARED, Blindness.NETWORK_FS):
+        obs = lock(age=1, predates_boot=True, unseen=unseen(other_hosts))
+        assert judge_lock(obs, (), 0, T).verdict is Verdict.UNKNOWN
+
+
+def test_an_unreadable_lock_is_unknown_however_old() -> None:
+    obs = lock(age=10**6, predates_boot=True, unreadable="Operation not permitted")
+    j = judge_lock(obs, (), 0, T)
+    assert j.verdict is Verdict.UNKNOWN
+    assert "Operation not permitted" in j.reason
+    assert not j.transient
+
+
+def test_infinite_min_age_never_judges_by_age() -> None:
+    forever = Thresholds(min_age=float("inf"), shared_min_age=float("inf"))
+    assert judge_lock(lock(age=10**9), (), 0, forever).verdict is Verdict.RECENT
+    assert judge_lock(lock(age=10**9, fs=NFS), (), 0, forever).verdict is Verdict.UNKNOWN
 
 
 def test_zombie_holds_nothing_through_the_survey() -> None:
@@ -176,18 +228,30 @@ def test_leftovers_are_removable_once_older_than_min_age(origin: LeftoverOrigin)
     assert young.transient
 
 
+OP = b'{"op_code":1,"worker_id":"w","study_id":0}\n'
+CRASHES, FAILS, LOADS = (
+    Prognosis.NEXT_WORKER_CRASHES,
+    Prognosis.EVERY_LOAD_FAILS,
+    Prognosis.LOADS,
+)
+
+
 @pytest.mark.parametrize(
-    ("tail", "size", "expected"),
+    ("tail", "size", "health", "prognosis"),
     [
-        (b"", 0, "empty"),
-        (b'{"op_code":1,"worker_id":"w","study_id":0}\n', 44, "ok"),
-        (b'{"op_code":1,"worker_id":"w","study_id":0}\n{"op_co', 51, "torn-tail"),
-        (b'{"op_code":1,"worker_id":"w","study_id":0}\n\x00\x00\x00', 47, "nul-tail"),
-        (b'{"op_code":1,"worker_id":"w","study_id":0}\n{"op_code": 1}\n', 60, "bad-tail"),
-        (b"x" * 10 + b"\n", 10**9, "ok"),  # the last line is longer than the probe: not judged
+        (b"", 0, TailHealth.EMPTY, LOADS),
+        (OP, len(OP), TailHealth.OK, LOADS),
+        (OP + b'{"op_co', len(OP) + 7, TailHealth.TORN_TAIL, CRASHES),
+        (OP + b"\x00\x00\x00", len(OP) + 3, TailHealth.NUL_TAIL, CRASHES),
+        (OP + b'{"op_code": 1}\n', len(OP) + 15, TailHealth.BAD_TAIL, FAILS),  # KeyError
+        (OP + b'{"op_co{"op_code":1}\n', len(OP) + 21, TailHealth.BAD_TAIL, CRASHES),
+        (OP + b'{"op_co' + OP + OP, 3 * len(OP) + 7, TailHealth.BAD_TAIL, FAILS),  # #5138
+        (b"x" * 10 + b"\n", 10**9, TailHealth.OK, LOADS),  # longer than the probe: not judged
     ],
 )
-def test_scan_journal_health_from_the_tail(tail: bytes, size: int, expected: str) -> None:
-    from journal_doctor.integrity import health_of_tail
+def test_scan_journal_health_from_the_tail(
+    tail: bytes, size: int, health: TailHealth, prognosis: Prognosis
+) -> None:
+    from journal_doctor.journal.probe import judge_tail
 
-    assert health_of_tail(tail, size) == expected
+    assert judge_tail(tail, size) == (health, prognosis)

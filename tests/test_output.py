@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import age_path, run_doctor
+from helpers import age_path, run_doctor
 
 HOSTILE = {
     "markup": "[bold red]study",

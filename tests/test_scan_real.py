@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conftest import LOCK_KINDS, Workers, age_path, doctor_json, holding_open, poll, run_doctor
+from helpers import LOCK_KINDS, Workers, age_path, doctor_json, holding_open, poll, run_doctor
 
 pytestmark = pytest.mark.slow
 

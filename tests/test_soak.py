@@ -25,7 +25,7 @@ import optuna
 import pytest
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalStorage
 
-from conftest import PYTHON, poll, writes_journal
+from helpers import PYTHON, poll, writes_journal
 
 pytestmark = pytest.mark.soak
 SECONDS = float(os.environ.get("JD_SOAK_SECONDS", "20"))
@@ -44,7 +44,7 @@ class Worker:
     def start(self) -> None:
         err = open(self.stderr, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
-            [PYTHON, "-m", "journal_doctor._worker", str(self.journal), "--lock", self.lock,
+            [PYTHON, "-m", "journal_doctor.demo.worker", str(self.journal), "--lock", self.lock,
              "--trials", "100000", "--log", str(self.log)],
             stdout=subprocess.DEVNULL,
             stderr=err,

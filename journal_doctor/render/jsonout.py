@@ -8,9 +8,10 @@ from ..model import CleanReport, Holder, LeftoverReport, LockReport, Outcome, Sc
 from .text import json_path
 
 if TYPE_CHECKING:  # scan's start-up does not pay for the journal modules
-    from ..integrity import JournalHealth, OpenTrial
-    from ..repair import RepairReport
-    from ..trials import TrialsReport
+    from ..journal.check import JournalHealth
+    from ..journal.repair import RepairReport
+    from ..journal.replay import OpenTrial
+    from ..journal.trials import TrialsReport
 SCHEMA = 1
 
 
@@ -49,10 +50,13 @@ def lock_json(lock: LockReport) -> dict[str, Any]:
         "owner": obs.owner,
         "filesystem": obs.filesystem.type,
         "network_filesystem": obs.filesystem.network,
+        "unseen": [{"what": u.blindness.value, "why": u.sentence} for u in obs.unseen],
+        "unreadable": obs.unreadable,
         "predates_boot": obs.predates_boot,
         "journal_exists": journal.exists,
         "journal_size": journal.size,
-        "journal_health": journal.health,
+        "journal_health": journal.health.value,
+        "journal_prognosis": journal.prognosis.value,
         "holders": [holder_json(h) for h in lock.holders],
         "readers": [holder_json(h) for h in lock.readers],
         "verdict": lock.verdict.value,
@@ -74,7 +78,7 @@ def leftover_json(leftover: LeftoverReport) -> dict[str, Any]:
 def outcome_json(outcome: Outcome) -> dict[str, Any]:
     return {
         "path": json_path(outcome.path),
-        "outcome": outcome.kind.value,
+        "outcome": outcome.outcome.value,
         "verdict": outcome.verdict.value,
         "detail": outcome.detail,
     }
@@ -90,6 +94,16 @@ def scan_json(report: ScanReport, removed: tuple[str, ...] = ()) -> dict[str, An
         "locks": [lock_json(lock) for lock in report.locks],
         "leftovers": [leftover_json(leftover) for leftover in report.leftovers],
         "problems": [{"path": json_path(p.path), "message": p.message} for p in report.problems],
+        "journals": [
+            {
+                "path": json_path(j.path),
+                "health": j.health.value,
+                "prognosis": j.prognosis.value,
+            }
+            for j in report.journals
+        ],
+        "container": report.container,
+        "shared": report.thresholds.shared,
         "removed": [json_path(p) for p in removed],
         "processes_examined": report.processes_examined,
         "elapsed_seconds": round(report.elapsed_seconds, 4),
@@ -153,6 +167,7 @@ def open_trial_json(trial: OpenTrial) -> dict[str, Any]:
         "trial_id": trial.trial_id,
         "state": trial.state,
         "worker_id": trial.worker_id,
+        "created_by": trial.created_by,
         "datetime_start": trial.datetime_start,
         "journal_line": trial.line,
         "abandoned": trial.abandoned,
@@ -200,7 +215,7 @@ def trials_json(report: TrialsReport) -> dict[str, Any]:
             {
                 "study": a.trial.study_name,
                 "number": a.trial.number,
-                "action": a.action,
+                "action": a.action.value,
                 "detail": a.detail,
             }
             for a in report.actions

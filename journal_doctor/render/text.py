@@ -45,3 +45,24 @@ def relative_to_root(path: str, root: str) -> str:
         except ValueError:
             return path
     return path
+
+
+def wrap_path(path: str, width: int) -> str:
+    """Break a long path into lines after a "/" so that no name is cut in the middle (only a
+    single name longer than `width` is folded)."""
+    if width <= 0 or len(path) <= width:
+        return path
+    parts = [part + "/" for part in path.split("/")]
+    parts[-1] = parts[-1][:-1]
+    lines: list[str] = []
+    line = ""
+    for part in parts:
+        if line and len(line) + len(part) > width:
+            lines.append(line)
+            line = ""
+        while len(part) > width:
+            lines.append(part[:width])
+            part = part[width:]
+        line += part
+    lines.append(line)
+    return "\n".join(lines)

@@ -1,6 +1,6 @@
 """A real Optuna worker on a journal, run as a subprocess by the demo and the tests.
 
-    python -m journal_doctor._worker JOURNAL --lock symlink|open --trials N [--log FILE]
+    python -m journal_doctor.demo.worker JOURNAL --lock symlink|open --trials N [--log FILE]
 
 Each completed trial is appended to --log as `number value` (the soak compares these with the
 journal). This module imports optuna; nothing on scan/clean's path imports it.

@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
-from .discover import LeftoverCandidate, LockCandidate, discover
-from .errors import UsageError
-from .model import (
+from ..errors import UsageError
+from ..model import (
+    MIN_AGE,
+    SHARED_MIN_AGE,
     HolderSurvey,
+    JournalReport,
     LeftoverReport,
     LockObservation,
     LockReport,
     ScanProblem,
     ScanReport,
     Thresholds,
+)
+from .discover import (
+    JournalCandidate,
+    LeftoverCandidate,
+    LockCandidate,
+    RootKind,
+    classify_root,
+    discover,
 )
 
 if TYPE_CHECKING:
@@ -29,7 +40,7 @@ if TYPE_CHECKING:
 class ProgressEvent(NamedTuple):
     """Reported to the caller's progress callback; the core itself never prints."""
 
-    stage: str  # "discovered", "holders", "judged"
+    stage: str  # "discovered", "processes examined", "judged"
     total: int
     detail: str = ""
 
@@ -50,15 +61,31 @@ def hostname() -> str:
     return socket.gethostname()
 
 
-def check_roots(paths: Iterable[str]) -> tuple[str, ...]:
-    roots = tuple(paths) or (".",)
-    for root in roots:
-        # lexists: a dangling lock symlink given by name is a perfectly good PATH.
-        if not os.path.lexists(root):
+def thresholds_or_fail(min_age: float, shared_min_age: float, shared: bool = False) -> Thresholds:
+    """NaN would make every comparison false (a fresh lock `orphaned`); negative is nonsense.
+    `inf` is allowed: never by age."""
+    for name, value in (("--min-age", min_age), ("--shared-min-age", shared_min_age)):
+        if math.isnan(value) or value < 0:
             raise UsageError(
-                f"{root}: no such file or directory; give a directory, a journal or a lock file"
+                f"{name} {value}: give a number of seconds >= 0 (inf: never judge by age)"
             )
-    return roots
+    return Thresholds(min_age=float(min_age), shared_min_age=float(shared_min_age), shared=shared)
+
+
+PathArg = str | os.PathLike[str]
+
+
+def as_paths(paths: PathArg | Iterable[PathArg]) -> tuple[str, ...]:
+    """One path (str or PathLike) or several; none means the current directory."""
+    if isinstance(paths, (str, os.PathLike)):
+        return (os.fspath(paths),)
+    return tuple(os.fspath(p) for p in paths) or (".",)
+
+
+def check_roots(paths: PathArg | Iterable[PathArg]) -> tuple[tuple[str, RootKind], ...]:
+    from ..journal.probe import is_journal_file
+
+    return tuple((root, classify_root(root, is_journal_file)) for root in as_paths(paths))
 
 
 def survey_for(observations: Sequence[LockObservation]) -> HolderSurvey:
@@ -89,33 +116,41 @@ def judge_all(
 
 
 def scan(
-    paths: Iterable[str] = (".",),
+    paths: PathArg | Iterable[PathArg] = ".",
     *,
-    min_age: float = 5.0,
-    shared_min_age: float = 30.0,
+    min_age: float = MIN_AGE,
+    shared_min_age: float = SHARED_MIN_AGE,
+    shared: bool = False,
     progress: Progress | None = None,
 ) -> ScanReport:
-    """Find every Optuna journal lock under `paths`, see who holds it, and judge it.
+    """Find every Optuna journal lock under `paths`, see who holds it, and judge it; also every
+    journal whose tail will hurt the next worker.
 
-    Raises UsageError when a path does not exist. Unreadable directories do not stop the scan:
-    they are listed in the report's `problems` (and make it need attention).
+    `paths` is one path or several (str or PathLike). Raises UsageError for a path that does
+    not exist, is a FIFO, or a file that is neither a journal nor a lock, and for a NaN or
+    negative threshold. Unreadable directories do not stop the scan: they are listed in the
+    report's `problems` (and make it need attention).
     """
     started = time.monotonic()
     notify = progress or _no_progress
-    thresholds = Thresholds(min_age=min_age, shared_min_age=shared_min_age)
+    thresholds = thresholds_or_fail(min_age, shared_min_age, shared)
     roots = check_roots(paths)
     problems: list[ScanProblem] = []
     # Sorted, so that reports and JSON are stable from one run to the next.
     candidates = sorted(discover(roots, problems.append), key=lambda c: c.path)
     notify(ProgressEvent("discovered", len(candidates)))
-
+    observer: Observer | None = None
     observations: list[LockObservation] = []
     leftovers: list[LeftoverReport] = []
-    if candidates:
-        from .observe import Observer
-
-        observer = Observer()
+    journal_candidates: list[JournalCandidate] = []
     for candidate in candidates:
+        if isinstance(candidate, JournalCandidate):
+            journal_candidates.append(candidate)
+            continue
+        if observer is None:
+            from .observe import Observer
+
+            observer = Observer(shared=shared)
         try:
             if isinstance(candidate, LockCandidate):
                 obs = observer.observe_lock(candidate)
@@ -127,13 +162,12 @@ def scan(
                     leftovers.append(leftover)
         except OSError as err:
             problems.append(ScanProblem(candidate.path, err.strerror or str(err)))
-
     survey = survey_for(observations) if observations else HolderSurvey()
-    notify(ProgressEvent("holders", survey.processes_examined))
+    notify(ProgressEvent("processes examined", survey.processes_examined))
     locks = judge_all(observations, survey, thresholds) if observations else ()
     notify(ProgressEvent("judged", len(locks) + len(leftovers)))
     return ScanReport(
-        roots=roots,
+        roots=tuple(root for root, _ in roots),
         host=hostname(),
         locks=locks,
         leftovers=tuple(leftovers),
@@ -141,7 +175,41 @@ def scan(
         thresholds=thresholds,
         processes_examined=survey.processes_examined,
         elapsed_seconds=time.monotonic() - started,
+        journals=damaged_journals(observations, journal_candidates),
+        container=observer.sight.container if observer is not None else _in_container(),
     )
+
+
+def _in_container() -> bool:
+    from .visibility import in_container
+
+    return in_container()
+
+
+def damaged_journals(
+    observations: Sequence[LockObservation], candidates: Sequence[JournalCandidate]
+) -> tuple[JournalReport, ...]:
+    """Every journal whose tail will hurt the next worker: those beside locks were probed when
+    their lock was observed; the others are probed now (a few bytes, only files named like
+    journals, and only their tail once their head says they are one)."""
+    found: dict[str, JournalReport] = {}
+    for obs in observations:
+        state = obs.journal_state
+        if state.looks_like_journal and state.health.hurts:
+            found[obs.journal] = JournalReport(obs.journal, obs.root, state.health, state.prognosis)
+    probed = {obs.journal for obs in observations}
+    if candidates:
+        from ..journal.probe import probe_journal
+
+    for candidate in candidates:
+        if candidate.path in probed:
+            continue
+        state = probe_journal(candidate.path)
+        if state.looks_like_journal and state.health.hurts:
+            found[candidate.path] = JournalReport(
+                candidate.path, candidate.root, state.health, state.prognosis
+            )
+    return tuple(found[path] for path in sorted(found))
 
 
 def observe_leftover(

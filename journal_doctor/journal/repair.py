@@ -14,6 +14,7 @@ the backup to the rename, its mtime kept fresh so Optuna's grace period does not
 from __future__ import annotations
 
 import base64
+import enum
 import errno
 import json
 import os
@@ -26,42 +27,42 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from .cleaner import break_lock
-from .errors import DoctorError
-from .holders import describe, users_of_journal
-from .integrity import (
-    Damage,
-    JournalHealth,
-    Problem,
-    check_journal,
-    classify,
-    iter_lines,
-    open_journal,
-)
-from .model import LockKind, OutcomeKind, Verdict
-from .scanner import scan
+from ..errors import Refused
+from ..locks.discover import lock_path
+from ..model import LockKind
+from .check import Damage, JournalHealth, check_journal, open_journal
+from .in_use import refuse_if_in_use
+from .lines import iter_lines
+from .ops import Problem, classify
+from .optuna_api import file_backend_class, journal_storage_class, optuna_lock
 
 HEARTBEAT_SECONDS = 5.0  # well inside Optuna's 30 s grace period
 
 
-class RepairRefused(DoctorError):
+class RepairRefused(Refused):
     """Repair did not start, or stopped before touching the journal."""
+
+
+class FixAction(str, enum.Enum):
+    SALVAGE = "salvage"  # keep the complete op of a fused line, quarantine the fragment
+    QUARANTINE = "quarantine"  # move the line to JOURNAL.quarantine
+    TRUNCATE = "truncate"  # cut the torn tail (kept in quarantine)
 
 
 @dataclass(frozen=True)
 class PlannedFix:
     damage: Damage
-    action: str  # "salvage", "quarantine", "truncate"
+    action: FixAction
 
     @property
     def sentence(self) -> str:
         d = self.damage
-        if self.action == "salvage":
+        if self.action is FixAction.SALVAGE:
             return (
                 f"line {d.line}: keep the complete op at byte {d.salvage_offset} of the line,"
                 f" quarantine the {d.salvage_offset}-byte fragment before it"
             )
-        if self.action == "truncate":
+        if self.action is FixAction.TRUNCATE:
             return f"cut the {d.length}-byte torn tail at byte {d.offset} (kept in quarantine)"
         return f"line {d.line} (byte {d.offset}): move to quarantine ({d.detail})"
 
@@ -79,50 +80,18 @@ class RepairReport:
     elapsed_seconds: float = 0.0
 
 
+_ACTION = {Problem.FUSED: FixAction.SALVAGE, Problem.TORN_TAIL: FixAction.TRUNCATE}
+
+
 def plan_for(health: JournalHealth) -> tuple[PlannedFix, ...]:
-    fixes = []
-    for damage in health.damage:
-        if damage.problem is Problem.FUSED:
-            fixes.append(PlannedFix(damage, "salvage"))
-        elif damage.problem is Problem.TORN_TAIL:
-            fixes.append(PlannedFix(damage, "truncate"))
-        else:
-            fixes.append(PlannedFix(damage, "quarantine"))
-    return tuple(fixes)
+    return tuple(
+        PlannedFix(damage, _ACTION.get(damage.problem, FixAction.QUARANTINE))
+        for damage in health.damage
+    )
 
 
 Confirm = Callable[[RepairReport], bool]
 BeforeReplace = Callable[[str], None]
-
-
-def _refuse_if_in_use(journal: str, st: os.stat_result, force_break: bool) -> LockKind | None:
-    """Refuse while anything may be using the journal; returns the kind of an orphaned lock."""
-    report = scan([journal])
-    kind: LockKind | None = None
-    for lock in report.locks:
-        if lock.verdict is not Verdict.ORPHANED:
-            raise RepairRefused(
-                f"{journal}: its lock is {lock.verdict.value} ({lock.judgement.reason}) Repair"
-                " when no worker is running: stop them, or wait and retry."
-            )
-        kind = lock.observation.identity.kind
-        if force_break:
-            outcome = break_lock(lock)
-            if outcome.kind not in (OutcomeKind.REMOVED, OutcomeKind.GONE):
-                raise RepairRefused(
-                    f"{lock.path}: could not remove the orphaned lock: {outcome.detail}"
-                )
-    users, hidden = users_of_journal(journal, st)
-    if users:
-        raise RepairRefused(
-            f"{journal}: process {describe(users)} has it open; stop the workers before repairing."
-        )
-    if hidden:
-        raise RepairRefused(
-            f"{journal}: {hidden} process(es) of its owner could not be inspected; run as root"
-            " or as the journal's owner."
-        )
-    return kind
 
 
 class _JournalLock:
@@ -130,7 +99,7 @@ class _JournalLock:
 
     def __init__(self, journal: str, kind: LockKind) -> None:
         self.journal = journal
-        self.path = journal + ".lock"
+        self.path = lock_path(journal)
         self.kind = kind
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -316,12 +285,12 @@ def _rewrite(
 
 
 def verify_with_optuna(path: str) -> tuple[str, dict[str, int]]:
-    """Load `path` with Optuna itself (the one place optuna is imported). Raises on failure."""
+    """Load `path` with Optuna itself. Raises on failure (Optuna raises many types)."""
     import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalStorage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
+    backend = file_backend_class()(path, lock_obj=optuna_lock(path, LockKind.FILE))
+    storage = journal_storage_class()(backend)
     counts: dict[str, int] = {}
     studies = storage.get_all_studies()
     for study in studies:
@@ -360,13 +329,13 @@ def repair(
     if before.healthy:
         return report
     st = _stat_regular(journal)
-    _refuse_if_in_use(journal, st, force_break=False)
+    refuse_if_in_use(journal, st, "repair")
     if dry_run:
         return report
     if not force and (confirm is None or not confirm(report)):
         raise RepairRefused(f"{journal}: not repaired (not confirmed)")
     # Again, after the question: time has passed; now an orphaned lock is broken too.
-    orphan_kind = _refuse_if_in_use(journal, st, force_break=True)
+    orphan_kind = refuse_if_in_use(journal, st, "repair", break_orphaned=True)
     lock = _JournalLock(journal, orphan_kind or lock_kind)
     lock.acquire()
     directory, name = os.path.split(journal)

@@ -16,7 +16,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Collection, Mapping
 
-from .model import Holder, HolderSurvey
+from ..model import Holder, HolderSurvey
 
 JournalKey = tuple[int, int]
 
@@ -87,7 +87,7 @@ def _open_journals_portable(
     return found
 
 
-def _describe(proc: object, writing: bool) -> Holder:
+def _holder(proc: object, writing: bool) -> Holder:
     import psutil
 
     assert isinstance(proc, psutil.Process)
@@ -107,7 +107,6 @@ def _describe(proc: object, writing: bool) -> Holder:
             pid=proc.pid,
             name=proc.name(),
             user=user,
-            uid=uids.effective,
             status=str(proc.status()),
             started=proc.create_time(),
             cmdline=cmdline,
@@ -168,7 +167,7 @@ def survey_holders(
             per_journal[key] = per_journal.get(key, False) or writing
         try:
             for key, writing in per_journal.items():
-                holders[key].append(_describe(proc, writing))
+                holders[key].append(_holder(proc, writing))
         except psutil.NoSuchProcess:
             continue
         except psutil.AccessDenied:
@@ -178,11 +177,6 @@ def survey_holders(
         uninspectable_by_uid=dict(uninspectable),
         processes_examined=examined,
     )
-
-
-def describe(holders: Collection[Holder]) -> str:
-    """`4242 (python), 4243 (python)`: how every message names processes."""
-    return ", ".join(f"{h.pid} ({h.name})" for h in holders)
 
 
 def users_of_journal(journal: str, st: os.stat_result) -> tuple[tuple[Holder, ...], int]:

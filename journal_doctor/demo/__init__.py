@@ -16,9 +16,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .cleaner import clean
-from .model import CleanReport, ScanReport
-from .scanner import scan
+from ..errors import DoctorError
+from ..locks.clean import clean
+from ..locks.scan import scan
+from ..model import CleanReport, ScanReport
 
 DEMO_MIN_AGE = 1.0
 
@@ -36,7 +37,7 @@ def _worker(journal: str, trials: int, grace: int = 30) -> subprocess.Popen[byte
         [
             sys.executable,
             "-m",
-            "journal_doctor._worker",
+            "journal_doctor.demo.worker",
             journal,
             "--trials",
             str(trials),
@@ -65,8 +66,8 @@ def _wait_for(condition: Callable[[], bool], timeout: float) -> bool:
     return bool(condition())
 
 
-class DemoError(RuntimeError):
-    pass
+class DemoError(DoctorError):
+    """The demo could not show what it shows (a worker failed, or took too long)."""
 
 
 def _crash_holding_lock(journal: str, procs: list[subprocess.Popen[bytes]]) -> tuple[int, int]:
@@ -109,7 +110,7 @@ def run_demo(trials: int = 3, compare: bool = False) -> Iterator[DemoStep]:
             started = time.monotonic()
             alone = _worker(journal, trials)
             procs.append(alone)
-            alone.wait()
+            alone.communicate()  # drains its warnings, so a full pipe never stalls it
             yield DemoStep(
                 "Optuna alone",
                 f"A resumed worker needed {time.monotonic() - started:.1f} s for {trials} trials"
@@ -131,19 +132,21 @@ def run_demo(trials: int = 3, compare: bool = False) -> Iterator[DemoStep]:
         started = time.monotonic()
         resumed = _worker(journal, trials)
         procs.append(resumed)
-        out, _ = resumed.communicate(timeout=120)
-        code = resumed.returncode
+        try:
+            out, err = resumed.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            raise DemoError("the resumed worker did not finish within 120 s") from None
         elapsed = time.monotonic() - started
-        if code != 0:
-            err = resumed.stderr.read().decode(errors="replace") if resumed.stderr else ""
-            raise DemoError(f"the resumed worker failed: {err.strip()[-300:]}")
+        if resumed.returncode != 0:
+            detail = err.decode(errors="replace").strip()[-300:]
+            raise DemoError(f"the resumed worker failed: {detail}")
         yield DemoStep(
             "Resume",
             f"A resumed worker finished {trials} trials in {elapsed:.1f} s, Python and Optuna"
             " start-up included (without the doctor: 30 s of grace period first, forever on"
             f" Optuna <= 4.2 or with a dangling symlink lock). It reports: {out.decode().strip()}.",
         )
-        from .trials import list_trials
+        from ..journal.trials import list_trials
 
         left = [t for t in list_trials(journal).health.open_trials if t.state == "RUNNING"]
         if left:

@@ -10,15 +10,18 @@ symlink: every call works on names relative to a directory fd with follow_symlin
 
 from __future__ import annotations
 
-import errno
+import math
 import os
 import stat
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from functools import partial
 
-from .discover import LockCandidate, doctor_break_name
-from .model import (
+from ..errors import UsageError, os_error_advice
+from ..model import (
+    MIN_AGE,
+    SHARED_MIN_AGE,
     CleanReport,
     Identity,
     LeftoverReport,
@@ -30,11 +33,14 @@ from .model import (
     Thresholds,
     Verdict,
 )
+from .discover import LockCandidate, doctor_break_name
 from .observe import Observer
-from .scanner import Progress, judge_all, scan, survey_for
+from .scan import PathArg, Progress, as_paths, judge_all, scan, survey_for
 
 # Called with the plan (every artifact's intended outcome); True means go ahead.
 Confirm = Callable[[ScanReport, tuple[Outcome, ...]], bool]
+# Told, while --wait waits, what it waits for and how many seconds are left.
+OnWait = Callable[[ScanReport, float], None]
 # Test seam: called with a lock's path after it was re-judged and just before the rename.
 BeforeBreak = Callable[[str], None]
 
@@ -42,18 +48,16 @@ _POLL_SECONDS = 0.2
 _REPLACED = "Its directory was replaced since the scan; nothing removed."
 
 
+def intended(artifact: LockReport | LeftoverReport) -> Outcome:
+    """What clean would do to one artifact: only an `orphaned` one is ever removed."""
+    removable = artifact.verdict is Verdict.ORPHANED
+    kind = OutcomeKind.WOULD_REMOVE if removable else OutcomeKind.KEPT
+    return Outcome(artifact.path, kind, artifact.judgement.reason, artifact.verdict)
+
+
 def plan(report: ScanReport) -> tuple[Outcome, ...]:
-    """Every artifact with what clean would do to it: only `orphaned` ones are ever removed."""
-    outcomes: list[Outcome] = []
-    for lock in report.locks:
-        kind = OutcomeKind.WOULD_REMOVE if lock.verdict is Verdict.ORPHANED else OutcomeKind.KEPT
-        outcomes.append(Outcome(lock.path, kind, lock.judgement.reason, lock.verdict))
-    for leftover in report.leftovers:
-        kind = (
-            OutcomeKind.WOULD_REMOVE if leftover.verdict is Verdict.ORPHANED else OutcomeKind.KEPT
-        )
-        outcomes.append(Outcome(leftover.path, kind, leftover.judgement.reason, leftover.verdict))
-    return tuple(outcomes)
+    """Every artifact with what clean would do to it."""
+    return (*map(intended, report.locks), *map(intended, report.leftovers))
 
 
 def _identity_of(st: os.stat_result, target: str | None) -> Identity:
@@ -67,13 +71,10 @@ def _identity_of(st: os.stat_result, target: str | None) -> Identity:
 
 
 def _failure_advice(err: OSError, owner: str | None) -> str:
-    what = err.strerror or str(err)
-    if err.errno in (errno.EACCES, errno.EPERM):
-        who = f"as {owner} (its owner) or as root" if owner else "as its owner or as root"
-        return f"{what}: run the doctor {who}"
-    if err.errno == errno.EROFS:
-        return f"{what}: clean it from a host that mounts this filesystem read-write"
-    return f"{what}: remove it by hand once you have checked nothing holds it"
+    advice = os_error_advice(err, owner)
+    if advice == (err.strerror or str(err)):  # no better advice for this error
+        return f"{advice}: remove it by hand once you have checked nothing holds it"
+    return advice
 
 
 class _DirectoryReplaced(Exception):
@@ -177,7 +178,7 @@ def remove_leftover(leftover: LeftoverReport, thresholds: Thresholds) -> Outcome
 
 def rejudge(locks: Iterable[LockReport], thresholds: Thresholds) -> dict[str, LockReport | None]:
     """Observe and judge these locks again, with a fresh holder survey (one pass for all)."""
-    observer = Observer()
+    observer = Observer(shared=thresholds.shared)
     fresh: dict[str, LockReport | None] = {}
     observations = []
     for lock in locks:
@@ -199,9 +200,7 @@ def execute(report: ScanReport, before_break: BeforeBreak | None = None) -> tupl
     outcomes: list[Outcome] = []
     for lock in report.locks:
         if lock.verdict is not Verdict.ORPHANED:
-            outcomes.append(
-                Outcome(lock.path, OutcomeKind.KEPT, lock.judgement.reason, lock.verdict)
-            )
+            outcomes.append(intended(lock))
             continue
         again = fresh.get(lock.path)
         if again is None:
@@ -229,48 +228,53 @@ def execute(report: ScanReport, before_break: BeforeBreak | None = None) -> tupl
         if leftover.verdict is Verdict.ORPHANED:
             outcomes.append(remove_leftover(leftover, thresholds))
         else:
-            outcomes.append(
-                Outcome(
-                    leftover.path, OutcomeKind.KEPT, leftover.judgement.reason, leftover.verdict
-                )
-            )
+            outcomes.append(intended(leftover))
     return tuple(outcomes)
 
 
 def clean(
-    paths: Iterable[str] = (".",),
+    paths: PathArg | Iterable[PathArg] = ".",
     *,
     force: bool = False,
     dry_run: bool = False,
     confirm: Confirm | None = None,
     wait: float = 0.0,
-    min_age: float = 5.0,
-    shared_min_age: float = 30.0,
+    min_age: float = MIN_AGE,
+    shared_min_age: float = SHARED_MIN_AGE,
+    shared: bool = False,
     progress: Progress | None = None,
+    on_wait: OnWait | None = None,
     before_break: BeforeBreak | None = None,
 ) -> CleanReport:
-    """Scan `paths` and remove what is orphaned.
+    """Scan `paths` (one path or several) and remove what is orphaned.
 
     Removes only with `force=True`, or when `confirm(report, plan)` returns True; otherwise (and
     with `dry_run=True`) the outcomes say `would-remove` and nothing is touched. `wait` re-scans
     for up to that many seconds until no lock is in flight (`active`, `recent`, or too young to
-    judge on a network filesystem), then cleans what is orphaned.
+    judge where holders are invisible), then cleans what is orphaned; `on_wait(report, left)` is
+    called after each re-scan that still has to wait, with the seconds left.
     """
-    paths = tuple(paths)
+    if math.isnan(wait) or wait < 0:
+        raise UsageError(f"--wait {wait}: give a number of seconds >= 0")
+    paths = as_paths(paths)
     started = time.monotonic()
-    report = scan(paths, min_age=min_age, shared_min_age=shared_min_age, progress=progress)
+    rescan = partial(scan, paths, min_age=min_age, shared_min_age=shared_min_age, shared=shared)
+    report = rescan(progress=progress)
     timed_out = False
     if wait > 0:
         deadline = started + wait
         while report.transient():  # a write in flight, or a lock too young to judge
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 timed_out = True
                 break
-            time.sleep(min(_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
-            report = scan(paths, min_age=min_age, shared_min_age=shared_min_age)
+            if on_wait is not None:
+                on_wait(report, left)
+            time.sleep(min(_POLL_SECONDS, left))
+            report = rescan()
     waited = time.monotonic() - started if wait > 0 else 0.0
-    intended = plan(report)
-    has_work = any(o.kind is OutcomeKind.WOULD_REMOVE for o in intended)
-    go = has_work and not dry_run and (force or (confirm is not None and confirm(report, intended)))
-    outcomes = execute(report, before_break) if go else intended
+    planned = plan(report)
+    has_work = any(o.outcome is OutcomeKind.WOULD_REMOVE for o in planned)
+    go = has_work and not dry_run and (force or (confirm is not None and confirm(report, planned)))
+    outcomes = execute(report, before_break) if go else planned
     return CleanReport(report, outcomes, waited_seconds=waited, wait_timed_out=timed_out)

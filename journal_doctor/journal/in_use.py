@@ -1,0 +1,82 @@
+"""Whether anything may be using a journal right now: the check before `repair`, `trials --fail`
+and `migrate` touch it. One rule for all of them: a lock judged anything but orphaned, or a live
+process with the journal open, refuses the action (and names what to do)."""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import Refused
+from ..locks.discover import lock_path
+from ..locks.holders import users_of_journal
+from ..locks.scan import scan
+from ..model import LockKind, LockReport, OutcomeKind, Verdict
+from ..words import processes
+
+
+def refuse_if_in_use(
+    journal: str,
+    st: os.stat_result,
+    action: str,
+    *,
+    any_lock_refuses: bool = False,
+    break_orphaned: bool = False,
+    ignore_open: bool = False,
+) -> LockKind | None:
+    """Raise Refused while the journal may be in use; return the kind of its orphaned lock.
+
+    `any_lock_refuses`: even an orphaned lock refuses (for actions that take the lock through
+    Optuna, which would wait 30 s on a stale lock and forever on a dangling one).
+    `break_orphaned`: break an orphaned lock through the break protocol.
+    """
+    kind: LockKind | None = None
+    for lock in scan(journal).locks:
+        _refuse_lock(journal, lock, action, any_lock_refuses)
+        kind = lock.observation.identity.kind
+        if break_orphaned:
+            _break(lock)
+    users, hidden = users_of_journal(journal, st)
+    if users and not ignore_open:
+        raise Refused(
+            f"{journal}: process {processes(users)} has it open; stop the workers before you"
+            f" {action} (or pass --ignore-open if it is certainly not a worker of this study)."
+        )
+    if hidden:
+        raise Refused(
+            f"{journal}: {hidden} process(es) of its owner could not be inspected; run the"
+            f" doctor as the journal's owner or as root to {action}."
+        )
+    return kind
+
+
+def _refuse_lock(journal: str, lock: LockReport, action: str, any_lock_refuses: bool) -> None:
+    directory = os.path.dirname(journal) or "."
+    if lock.verdict is Verdict.ORPHANED and any_lock_refuses:
+        raise Refused(
+            f"{lock.path}: the journal has an orphaned lock, and Optuna would wait on it. Run"
+            f" `journal-doctor clean --force --wait 60 {directory}` first, then {action}."
+        )
+    if lock.verdict is not Verdict.ORPHANED:
+        raise Refused(
+            f"{journal}: its lock is {lock.verdict.value} ({lock.judgement.reason}) Only"
+            f" {action} when no worker is running: stop them, or wait and retry."
+        )
+
+
+def _break(lock: LockReport) -> None:
+    from ..locks.clean import break_lock
+
+    outcome = break_lock(lock)
+    if outcome.outcome not in (OutcomeKind.REMOVED, OutcomeKind.GONE):
+        raise Refused(f"{lock.path}: could not remove the orphaned lock: {outcome.detail}")
+
+
+def lock_kind_of(journal: str, default: LockKind) -> LockKind:
+    """The kind of the journal's lock if it has one now, else `default`."""
+    try:
+        st = os.lstat(lock_path(journal))
+    except FileNotFoundError:
+        return default
+    import stat
+
+    return LockKind.SYMLINK if stat.S_ISLNK(st.st_mode) else LockKind.FILE

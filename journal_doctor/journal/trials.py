@@ -1,0 +1,109 @@
+"""`trials`: the trials a crash left RUNNING (or WAITING), and failing or retrying them.
+
+JournalStorage has no heartbeat, so `fail_stale_trials` does nothing for it and a trial whose
+worker was killed stays RUNNING forever. Listing needs no optuna (the journal is read by
+`check`); failing and retrying go through Optuna's own API (`study.tell`,
+`study.enqueue_trial`), with every datetime written in the journal's own dialect: Optuna 5.0
+writes timezone-aware times, and 3.6-4.4 cannot subtract those from the naive ones their own
+workers wrote (`FrozenTrial.duration`, `trials_dataframe()`).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import Refused
+from ..model import LockKind
+from .check import JournalHealth, check_journal
+from .in_use import lock_kind_of, refuse_if_in_use
+from .optuna_api import is_aware, storage_in_dialect
+from .replay import OpenTrial
+
+
+class TrialsRefused(Refused):
+    pass
+
+
+class TrialAction(str, enum.Enum):
+    FAILED = "failed"
+    RETRIED = "failed+enqueued"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    trial: OpenTrial
+    action: TrialAction
+    detail: str
+
+
+@dataclass(frozen=True)
+class TrialsReport:
+    journal: str
+    health: JournalHealth
+    actions: tuple[TrialOutcome, ...] = ()
+
+
+def list_trials(journal: str) -> TrialsReport:
+    return TrialsReport(journal, check_journal(journal, open_trials=True))
+
+
+def fail_trials(
+    journal: str,
+    *,
+    retry: bool = False,
+    ignore_open: bool = False,
+    lock_kind: LockKind = LockKind.SYMLINK,
+) -> TrialsReport:
+    """Mark every RUNNING trial FAIL (and, with retry, enqueue its parameters again).
+
+    Refused while the journal is damaged, has a lock, or a live process has it open (unless
+    `ignore_open`: that process may be the worker running one of these trials).
+    """
+    report = list_trials(journal)
+    if not report.health.healthy:
+        raise TrialsRefused(
+            f"{journal}: damaged ({report.health.summary}) Repair it first: journal-doctor repair"
+        )
+    action = "retry trials" if retry else "fail trials"
+    refuse_if_in_use(
+        journal, os.stat(journal), action, any_lock_refuses=True, ignore_open=ignore_open
+    )
+    running = [t for t in report.health.open_trials if t.state == "RUNNING"]
+    if not running:
+        return report
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = storage_in_dialect(journal, lock_kind_of(journal, lock_kind))
+    studies = {
+        name: optuna.load_study(study_name=name, storage=storage)
+        for name in {t.study_name for t in running}
+    }
+    actions = tuple(_fail_one(studies[t.study_name], storage, t, retry) for t in running)
+    return TrialsReport(journal, check_journal(journal, open_trials=True), actions)
+
+
+def _fail_one(study: Any, storage: Any, trial: OpenTrial, retry: bool) -> TrialOutcome:
+    import optuna
+
+    # The FAIL's datetime_complete in the dialect of the trial's own start, so that
+    # `duration` (complete - start) works in the version that wrote the start.
+    storage.aware = is_aware(trial.datetime_start)
+    frozen = study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+    if frozen.state != optuna.trial.TrialState.FAIL:
+        return TrialOutcome(trial, TrialAction.SKIPPED, f"already {frozen.state.name}")
+    if not retry:
+        return TrialOutcome(trial, TrialAction.FAILED, "marked FAIL")
+    if not frozen.params:
+        return TrialOutcome(
+            trial,
+            TrialAction.FAILED,
+            "marked FAIL; not retried: it was killed before it had any parameters, so there is"
+            " nothing to run again (the study samples a new trial anyway)",
+        )
+    study.enqueue_trial(frozen.params, user_attrs={"journal_doctor_retry_of": trial.number})
+    return TrialOutcome(trial, TrialAction.RETRIED, f"params {frozen.params} enqueued again")

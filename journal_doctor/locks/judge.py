@@ -1,0 +1,163 @@
+"""The verdict: a pure function from what was observed to (verdict, reason).
+
+Fails closed: a lock is `orphaned` only when no holder can exist. Anything this host cannot see
+(another user's processes without root, other hosts on a network filesystem or behind an export,
+processes outside this container) makes it `unknown` until the evidence (age beyond Optuna's
+grace period, `--shared-min-age`) decides it. A lock that cannot be read is `unknown`, always.
+"""
+
+from __future__ import annotations
+
+from ..model import (
+    Blindness,
+    Holder,
+    Judgement,
+    LeftoverOrigin,
+    LockKind,
+    LockObservation,
+    Thresholds,
+    Verdict,
+)
+from ..words import human_age, limit, processes
+
+DANGLING_NOTE = (
+    " Its target {target!r} does not resolve: Optuna's waiters wait on such a lock forever"
+    " (<= 4.2 quietly; >= 4.3 spinning at 100% CPU, because their grace period never fires)."
+)
+# What would decide a lock that this host cannot judge, per blind spot.
+DECIDERS = {
+    Blindness.NETWORK_FS: "run journal-doctor on the other hosts, or use"
+    " journal_doctor.storage() in the workers",
+    Blindness.EXPORTED: "run journal-doctor on the client hosts, or use journal_doctor.storage()"
+    " in the workers",
+    Blindness.SHARED: "run journal-doctor on the other hosts, or use journal_doctor.storage() in"
+    " the workers",
+    Blindness.CONTAINER: "run journal-doctor on the host, outside the container",
+    Blindness.HIDDEN_PROCESSES: "run journal-doctor as root",
+}
+# Blind spots that hide processes on other hosts: then the boot time of this host proves nothing.
+_OTHER_HOSTS = (Blindness.NETWORK_FS, Blindness.EXPORTED, Blindness.SHARED)
+
+
+def judge_lock(
+    observation: LockObservation,
+    holders: tuple[Holder, ...],
+    uninspectable: int,
+    thresholds: Thresholds,
+) -> Judgement:
+    """Judge one lock.
+
+    `holders` are the live processes on this host with the journal open for writing (zombies
+    already excluded); `uninspectable` is how many live processes of the lock's owner could not
+    be inspected.
+    """
+    judgement = _judge(observation, holders, uninspectable, thresholds)
+    if observation.dangling and observation.identity.target is not None:
+        judgement = judgement._replace(
+            reason=judgement.reason + DANGLING_NOTE.format(target=observation.identity.target)
+        )
+    return judgement
+
+
+def _judge(
+    obs: LockObservation,
+    holders: tuple[Holder, ...],
+    uninspectable: int,
+    thresholds: Thresholds,
+) -> Judgement:
+    if obs.unreadable is not None:
+        return Judgement(
+            Verdict.UNKNOWN,
+            f"The lock cannot be read here ({obs.unreadable}); its holder cannot be judged, and"
+            " Optuna's waiters may wait on it forever.",
+        )
+    if obs.identity.kind is LockKind.OTHER:
+        return Judgement(
+            Verdict.UNKNOWN,
+            "Something that is not an Optuna lock stands at this name and blocks every worker;"
+            " the doctor never removes it: look at it and remove it by hand if it is stale.",
+        )
+    # A live writer comes first, even before the boot-time rule: whatever the lock's history,
+    # removing it while something writes the journal would let a second writer in.
+    if holders:
+        return _judge_holders(holders)
+    blind = {unseen.blindness for unseen in obs.unseen}
+    if obs.predates_boot and not blind.intersection(_OTHER_HOSTS):
+        return Judgement(
+            Verdict.ORPHANED,
+            f"Made before this machine's last boot ({human_age(obs.age_seconds)} old) on a local"
+            " filesystem: its holder cannot be alive.",
+        )
+    if uninspectable:
+        return Judgement(
+            Verdict.UNKNOWN,
+            f"{uninspectable} live process(es) of {obs.owner}, who owns the lock, could not be"
+            f" inspected; run the doctor as {obs.owner} or as root to decide.",
+        )
+    if obs.unseen:
+        return _judge_unseen(obs, thresholds)
+    age = human_age(obs.age_seconds)
+    if obs.age_seconds < thresholds.min_age:
+        return Judgement(
+            Verdict.RECENT,
+            f"No holder seen, but only {age} old (< --min-age {limit(thresholds.min_age)}): a"
+            " write may be in flight.",
+            transient=True,
+        )
+    return Judgement(
+        Verdict.ORPHANED,
+        f"No live process holds the journal open for writing, and the lock is {age} old.",
+    )
+
+
+def _judge_holders(holders: tuple[Holder, ...]) -> Judgement:
+    running = tuple(h for h in holders if not h.stopped)
+    if running:
+        return Judgement(
+            Verdict.ACTIVE,
+            f"Process {processes(running)} is writing the journal: a write is in flight.",
+            transient=True,
+        )
+    pid = holders[0].pid
+    return Judgement(
+        Verdict.STUCK,
+        f"Process {processes(holders)} holds the journal open for writing but is stopped;"
+        f" continue it with `kill -CONT {pid}` (or `fg`) or end it with `kill {pid}`.",
+    )
+
+
+def _judge_unseen(obs: LockObservation, thresholds: Thresholds) -> Judgement:
+    """The shared rule: where holders may be invisible, only an age beyond Optuna's own grace
+    period (which its waiters on every host apply too) makes a lock orphaned."""
+    age = human_age(obs.age_seconds)
+    not_seen = "; ".join(unseen.sentence for unseen in obs.unseen)
+    if obs.age_seconds < thresholds.shared_min_age:
+        deciders = dict.fromkeys(DECIDERS[unseen.blindness] for unseen in obs.unseen)
+        return Judgement(
+            Verdict.UNKNOWN,
+            f"No holder seen here, but {not_seen}; and the lock is only {age} old"
+            f" (< --shared-min-age {limit(thresholds.shared_min_age)}). To decide:"
+            f" {'; or '.join(deciders)}; or wait.",
+            transient=True,
+        )
+    return Judgement(
+        Verdict.ORPHANED,
+        f"No process seen here holds the journal, and at {age} the lock is older than"
+        f" --shared-min-age ({limit(thresholds.shared_min_age)}, Optuna's grace period), though"
+        f" {not_seen}.",
+    )
+
+
+def judge_leftover(origin: LeftoverOrigin, age_seconds: float, thresholds: Thresholds) -> Judgement:
+    """Leftovers block nobody; only a young one may still belong to a release in progress."""
+    who = "Optuna's release" if origin is LeftoverOrigin.OPTUNA_RELEASE else "a doctor's break"
+    if age_seconds < thresholds.min_age:
+        return Judgement(
+            Verdict.RECENT,
+            f"Renamed {human_age(age_seconds)} ago: {who} in progress may still remove it.",
+            transient=True,
+        )
+    return Judgement(
+        Verdict.ORPHANED,
+        f"Left by {who} cut short {human_age(age_seconds)} ago; it blocks nobody, safe to remove.",
+    )

@@ -1,0 +1,171 @@
+"""Look at each candidate artifact: lstat, symlink target, journal, filesystem, boot time.
+
+Nothing here follows a lock symlink (lstat and readlink only) or opens anything that might
+block: the journal is opened only after its type was checked to be a regular file, and then
+with O_NONBLOCK. A lock that cannot be read is still observed (as unreadable), never dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from functools import cache
+
+from ..errors import os_error_advice
+from ..journal.probe import probe_journal
+from ..model import Identity, JournalState, LockKind, LockObservation
+from .discover import LeftoverCandidate, LockCandidate
+from .visibility import Sight
+
+
+@cache
+def user_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (KeyError, ImportError):
+        return str(uid)
+
+
+def lock_kind(
+    st: os.stat_result, target: str | None, journal_path: str, journal: JournalState
+) -> LockKind | None:
+    """What stands at `<J>.lock`, or None when it is not an Optuna lock (poetry.lock, ...)."""
+    if stat.S_ISLNK(st.st_mode):
+        # Optuna links `<J>.lock -> J as given`, so the target always ends with J's name; an
+        # unreadable target (None) is judged by the journal beside it.
+        if target is None:
+            return LockKind.SYMLINK if _could_be_journal(journal) else None
+        if os.path.basename(target) == os.path.basename(journal_path):
+            return LockKind.SYMLINK
+    elif stat.S_ISREG(st.st_mode) and st.st_size == 0 and _could_be_journal(journal):
+        return LockKind.FILE
+    return LockKind.OTHER if journal.looks_like_journal else None
+
+
+def _could_be_journal(journal: JournalState) -> bool:
+    return not journal.exists or journal.looks_like_journal
+
+
+class Observer:
+    """Inspects artifacts; caches the blind spots, boot time and directory identities."""
+
+    def __init__(self, now: float | None = None, shared: bool = False) -> None:
+        self.now = time.time() if now is None else now
+        self.sight = Sight(shared)
+        self._boot_time: float | None = None
+        self._directories: dict[str, tuple[int, int]] = {}
+
+    @property
+    def boot_time(self) -> float:
+        if self._boot_time is None:
+            import psutil
+
+            self._boot_time = psutil.boot_time()
+        return self._boot_time
+
+    def directory_key(self, directory: str) -> tuple[int, int]:
+        key = self._directories.get(directory)
+        if key is None:
+            st = os.stat(directory)
+            key = (st.st_dev, st.st_ino)
+            self._directories[directory] = key
+        return key
+
+    def observe_lock(self, candidate: LockCandidate) -> LockObservation | None:
+        """None when the artifact vanished or is not an Optuna lock (poetry.lock, ...).
+
+        A lock whose lstat or readlink fails (EPERM through sshfs, EACCES, ESTALE, EIO) is
+        observed as `unreadable`: the judge makes it unknown, and it blocks a resume."""
+        journal = probe_journal(candidate.journal)
+        unreadable: str | None = None
+        target: str | None = None
+        try:
+            st = os.lstat(candidate.path)
+        except FileNotFoundError:
+            return None  # released between discovery and now
+        except OSError as err:
+            return self._unreadable(candidate, journal, os_error_advice(err))
+        if stat.S_ISLNK(st.st_mode):
+            try:
+                target = os.readlink(candidate.path)
+            except FileNotFoundError:
+                return None
+            except OSError as err:
+                unreadable = os_error_advice(err)
+        kind = lock_kind(st, target, candidate.journal, journal)
+        if kind is None:
+            return None
+        directory = os.path.dirname(candidate.path) or "."
+        directory_key = self.directory_key(directory)
+        filesystem = self.sight.filesystem(directory_key[0])
+        resolved, dangling = _resolve(kind, target, directory, candidate.journal, journal)
+        return LockObservation(
+            path=candidate.path,
+            journal=candidate.journal,
+            root=candidate.root,
+            identity=Identity(st.st_dev, st.st_ino, st.st_mtime_ns, kind, target),
+            age_seconds=max(0.0, self.now - st.st_mtime),
+            owner_uid=st.st_uid,
+            owner=user_name(st.st_uid),
+            filesystem=filesystem,
+            predates_boot=st.st_mtime < self.boot_time,
+            dangling=dangling,
+            resolved_target=resolved,
+            journal_state=journal,
+            directory_key=directory_key,
+            unseen=self.sight.unseen(directory, filesystem),
+            unreadable=unreadable,
+        )
+
+    def _unreadable(
+        self, candidate: LockCandidate, journal: JournalState, why: str
+    ) -> LockObservation:
+        """Not even lstat worked: all that is known is the name and the journal beside it."""
+        directory = os.path.dirname(candidate.path) or "."
+        try:
+            directory_key = self.directory_key(directory)
+        except OSError:
+            directory_key = (0, 0)
+        filesystem = self.sight.filesystem(directory_key[0])
+        return LockObservation(
+            path=candidate.path,
+            journal=candidate.journal,
+            root=candidate.root,
+            identity=Identity(0, 0, 0, LockKind.OTHER, None),
+            age_seconds=0.0,
+            owner_uid=-1,
+            owner="?",
+            filesystem=filesystem,
+            predates_boot=False,
+            dangling=False,
+            resolved_target=None,
+            journal_state=journal,
+            directory_key=directory_key,
+            unseen=self.sight.unseen(directory, filesystem),
+            unreadable=why,
+        )
+
+    def leftover_age(self, candidate: LeftoverCandidate) -> tuple[os.stat_result, float] | None:
+        try:
+            st = os.lstat(candidate.path)
+        except FileNotFoundError:
+            return None
+        # A rename keeps the lock's mtime but sets ctime: a `.rename` made a moment ago by a
+        # release in progress must look young, or removing it would crash that worker.
+        changed = max(st.st_mtime, st.st_ctime)
+        return st, max(0.0, self.now - changed)
+
+
+def _resolve(
+    kind: LockKind, target: str | None, directory: str, journal_path: str, journal: JournalState
+) -> tuple[str | None, bool]:
+    """(where a symlink lock's target leads, whether it dangles). Optuna's waiters stat it."""
+    if kind is not LockKind.SYMLINK or target is None:
+        return None, False
+    resolved = os.path.normpath(os.path.join(directory, target))
+    if resolved == os.path.normpath(journal_path):
+        return resolved, not journal.exists  # stat'ed already
+    return resolved, not os.path.exists(resolved)

@@ -1,0 +1,221 @@
+"""Where the doctor cannot see, it says so: containers, file servers, unreadable locks, damaged
+journals without a lock, non-journals, bad numbers and bad paths. Real namespaces, real users,
+real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import (
+    age_path,
+    as_nobody,
+    doctor_json,
+    in_container,
+    poll,
+    run_doctor,
+    with_private_mounts,
+    writes_journal,
+)
+
+OP = b'{"op_code":0,"worker_id":"w-1","study_name":"s","directions":[0]}\n'
+
+
+def stale_lock(directory: Path, age: float = 10) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    journal = directory / "j.log"
+    journal.write_bytes(OP)
+    lock = directory / "j.log.lock"
+    os.symlink("j.log", lock)
+    age_path(lock, age)
+    return lock
+
+
+@pytest.mark.slow
+def test_doctor_in_a_container_never_removes_a_frozen_holders_lock(
+    tmp_path: Path, workers: object
+) -> None:
+    from helpers import Workers
+
+    assert isinstance(workers, Workers)
+    journal = tmp_path / "j.log"
+    holder = workers.stop_holding(journal)  # SIGSTOPped with the journal open for writing
+    lock = Path(f"{journal}.lock")
+    age_path(lock, 10)  # past --min-age, within --shared-min-age
+
+    # From the host the holder is visible: stuck.
+    _, seen = doctor_json("scan", str(tmp_path))
+    assert seen["locks"][0]["verdict"] == "stuck"
+    # From a container sharing the volume it is not: never orphaned by the local rule.
+    result = in_container("clean", "--force", "--json", str(tmp_path))
+    document = json.loads(result.stdout)
+    (judged,) = document["locks"]
+    assert document["container"] is True
+    assert judged["holders"] == []
+    assert judged["verdict"] == "unknown"
+    assert "container" in judged["reason"]
+    assert "outside the container" in judged["reason"]
+    assert document["removed"] == []
+    assert os.path.lexists(lock)
+    assert result.returncode == 1
+    assert writes_journal(holder.pid, journal)  # still holding, still frozen
+    holder.send_signal(signal.SIGCONT)
+    assert poll(lambda: not os.path.lexists(lock) or holder.poll() is None, 10)
+
+
+def test_container_uses_the_shared_rule_once_older_than_shared_min_age(tmp_path: Path) -> None:
+    stale_lock(tmp_path, age=31)
+    result = in_container("scan", "--json", str(tmp_path))
+    (judged,) = json.loads(result.stdout)["locks"]
+    assert judged["verdict"] == "orphaned"
+    assert "--shared-min-age" in judged["reason"]
+    assert "container" in judged["reason"]
+
+
+NFS_TABLE = (
+    "mountpoint -q /var/lib/nfs 2>/dev/null || true\n"
+    "if [ -d /var/lib/nfs ]; then mount -t tmpfs jd /var/lib/nfs;"
+    " else mount -t tmpfs jd /var/lib && mkdir /var/lib/nfs; fi\n"
+    "printf '%s\\t*(rw,sync,no_subtree_check)\\n' {export} > /var/lib/nfs/etab"
+)
+
+
+def test_an_exported_directory_is_judged_by_the_shared_rule(tmp_path: Path) -> None:
+    young = stale_lock(tmp_path / "young", age=10)
+    old = stale_lock(tmp_path / "old", age=60)
+    script = NFS_TABLE.format(export=tmp_path)
+    result = with_private_mounts(script, "clean", "--force", "--json", str(tmp_path))
+    document = json.loads(result.stdout)
+    verdicts = {Path(lock["path"]).parent.name: lock for lock in document["locks"]}
+    assert verdicts["young"]["verdict"] == "unknown"
+    assert "exports" in verdicts["young"]["reason"]
+    assert "kernel NFS" in verdicts["young"]["reason"]
+    assert "clients" in verdicts["young"]["reason"]
+    assert verdicts["old"]["verdict"] == "orphaned"
+    assert os.path.lexists(young)
+    assert not os.path.lexists(old)
+    # The same tree, not exported: both are plainly orphaned.
+    assert doctor_json("scan", str(tmp_path))[1]["locks"][0]["verdict"] == "orphaned"
+
+
+def test_shared_flag_forces_the_shared_rule(tmp_path: Path) -> None:
+    stale_lock(tmp_path, age=10)
+    code, document = doctor_json("clean", "--force", "--shared", str(tmp_path))
+    (lock,) = document["locks"]
+    assert lock["verdict"] == "unknown"
+    assert "--shared" in lock["reason"]
+    assert document["removed"] == []
+    assert code == 1
+    code, document = doctor_json("clean", "--force", "--shared", "--shared-min-age", "5",
+                                 str(tmp_path))  # fmt: skip
+    assert document["locks"][0]["verdict"] == "orphaned"
+    assert code == 0
+
+
+def test_a_lock_that_cannot_be_read_is_unknown_never_dropped(public_tmp: Path) -> None:
+    # A directory that can be listed but not searched: its names show, but lstat and readlink
+    # fail (EACCES) as they fail with EPERM for an absolute symlink lock through sshfs.
+    shared = public_tmp / "shared"
+    stale_lock(shared, age=60)
+    shared.chmod(0o744)
+    result = as_nobody("scan", "--json", str(shared))
+    document = json.loads(result.stdout)
+    (lock,) = document["locks"]
+    assert lock["verdict"] == "unknown"
+    assert lock["unreadable"].startswith("Permission denied")
+    assert "cannot be read" in lock["reason"]
+    assert result.returncode == 1
+    plain = as_nobody("scan", str(shared))
+    assert "Nothing blocks a resume" not in plain.stdout
+    assert "verdict=unknown" in plain.stdout
+    assert plain.returncode == 1
+
+
+def test_a_journal_in_an_unreadable_directory_says_permission_denied(public_tmp: Path) -> None:
+    closed = public_tmp / "closed"
+    closed.mkdir(mode=0o700)
+    (closed / "j.log").write_bytes(OP)
+    for command in (("check",), ("trials",), ("repair", "--dry-run"), ("scan",)):
+        result = as_nobody(*command, str(closed / "j.log"))
+        assert result.returncode == 1, (command, result.stderr)
+        (line,) = result.stderr.strip().splitlines()
+        assert "Permission denied: run the doctor as root" in line
+        assert "no such" not in line
+        assert "root or as root" not in line
+
+
+def test_scan_finds_damaged_journals_without_a_lock(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "torn.log").write_bytes(OP + b'{"op_code":4,"wor')
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "bricked.jsonl").write_bytes(OP + b'{"op_co' + OP + OP)
+    (tmp_path / "healthy.log").write_bytes(OP)
+    (tmp_path / "notes.log").write_bytes(b"INFO started\n{not json")  # a text log, not a journal
+    code, document = doctor_json("scan", str(tmp_path))
+    journals = {Path(j["path"]).name: j for j in document["journals"]}
+    assert set(journals) == {"torn.log", "bricked.jsonl"}
+    assert journals["torn.log"]["health"] == "torn-tail"
+    assert journals["torn.log"]["prognosis"] == "next-worker-crashes"
+    assert journals["bricked.jsonl"]["prognosis"] == "every-load-fails"
+    assert document["locks"] == []
+    assert code == 1
+    plain = run_doctor("scan", str(tmp_path))
+    assert "Nothing blocks a resume" not in plain.stdout
+    assert "journal-doctor check" in plain.stdout
+    (tmp_path / "a" / "torn.log").write_bytes(OP)
+    (tmp_path / "b" / "bricked.jsonl").write_bytes(OP)
+    code, document = doctor_json("scan", str(tmp_path))
+    assert (code, document["journals"]) == (0, [])
+
+
+def test_check_and_repair_refuse_what_is_not_a_journal(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_bytes(b"lr: 0.1\nepochs: 3\n")
+    for command in (("check",), ("repair", "--force"), ("trials",), ("trials", "--fail")):
+        result = run_doctor(*command, str(config))
+        assert result.returncode == 2, (command, result.stderr)
+        (line,) = result.stderr.strip().splitlines()
+        assert "not an Optuna journal" in line
+    assert config.read_bytes() == b"lr: 0.1\nepochs: 3\n"
+    assert sorted(os.listdir(tmp_path)) == ["config.yaml"]  # no backup, no quarantine
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "-inf"])
+@pytest.mark.parametrize("option", ["--min-age", "--shared-min-age", "--wait"])
+def test_durations_reject_nan_and_negative(tmp_path: Path, option: str, value: str) -> None:
+    stale_lock(tmp_path, age=0.1)
+    command = "clean" if option == "--wait" else "scan"
+    result = run_doctor(command, "--dry-run" if command == "clean" else "-q",
+                        f"{option}={value}", str(tmp_path))  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert option in result.stderr
+    assert os.path.lexists(tmp_path / "j.log.lock")
+
+
+def test_inf_min_age_means_never_by_age(tmp_path: Path) -> None:
+    import psutil
+
+    up = time.time() - psutil.boot_time()
+    stale_lock(tmp_path, age=up / 2)  # old, but younger than this machine's boot
+    code, document = doctor_json("clean", "--force", "--min-age", "inf", str(tmp_path))
+    assert document["locks"][0]["verdict"] == "recent"
+    assert "--min-age inf" in document["locks"][0]["reason"]
+    assert document["removed"] == []
+    assert document["min_age"] is None  # JSON has no infinity: null means never by age
+    assert code == 0  # recent blocks nobody; --wait would wait for it
+
+
+def test_scan_of_a_fifo_or_a_plain_file_is_a_usage_error(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "notes.txt").write_text("hello\n")
+    for name in ("pipe", "notes.txt"):
+        result = run_doctor("scan", str(tmp_path / name), timeout=20)
+        assert result.returncode == 2
+        (line,) = result.stderr.strip().splitlines()
+        assert name in line
+        assert "give a directory, a journal or a lock file" in line
