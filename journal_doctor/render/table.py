@@ -46,16 +46,14 @@ def _table(
     """`rows` are (path, reason, other cells). The first column gets what the others leave."""
     widths = [len(h) for h in headers[1:]]
     for _, _, cells in rows:
-        widths = [
-            max(w, min(cell.cell_len, _HOLDER_MAX)) for w, cell in zip(widths, cells, strict=True)
-        ]
-    lock_width = max(_MIN_LOCK_WIDTH, console.width - sum(w + 2 for w in widths) - 1)
+        widths = [max(w, min(c.cell_len, _HOLDER_MAX)) for w, c in zip(widths, cells, strict=True)]
+    # Between two columns: one pad, the (blank) separator, one pad; no pad at the edges.
+    lock_width = max(_MIN_LOCK_WIDTH, console.width - sum(widths) - 3 * len(widths))
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
-                  show_lines=True,
-                  pad_edge=False, expand=False)  # fmt: skip
-    table.add_column(headers[0], overflow="fold", max_width=lock_width)
-    for header in headers[1:]:
-        table.add_column(header, overflow="fold", max_width=_HOLDER_MAX)
+                  show_lines=True, pad_edge=False, expand=False)  # fmt: skip
+    table.add_column(headers[0], min_width=lock_width, max_width=lock_width, overflow="fold")
+    for header, width in zip(headers[1:], widths, strict=True):
+        table.add_column(header, overflow="fold", min_width=width, max_width=width)
     for path, reason, cells in rows:
         lock = Text(wrap_path(path, lock_width))
         lock.append("\n" + reason, style="dim")

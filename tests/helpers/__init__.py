@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -263,3 +264,55 @@ def with_private_mounts(script: str, *args: str) -> subprocess.CompletedProcess[
         ["unshare", "--mount", "sh", "-c", f"set -e\n{script}\nexec {command}"],
         capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip
+
+
+@dataclass
+class Screen:
+    output: str
+    returncode: int
+
+
+def in_terminal(
+    *args: str, columns: int = 80, keys: bytes | None = None, prompt: str = "[y/N]"
+) -> Screen:
+    """The real CLI on a real pseudo-terminal of `columns` columns. With `keys`, they are typed
+    once `prompt` shows (b"n\\r" declines, b"\\x03" is Ctrl-C)."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "journal_doctor", *args], stdin=slave, stdout=slave, stderr=slave,
+        env={k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")},
+        start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
+    # Ctrl-C must reach the process as a terminal's SIGINT: make the pty its controlling tty.
+    output = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            output += data
+            if keys is not None and prompt.encode() in output:
+                if keys == b"\x03":
+                    proc.send_signal(signal.SIGINT)
+                else:
+                    os.write(master, keys)
+                keys = None
+        elif proc.poll() is not None:
+            break
+    proc.wait(timeout=30)
+    os.close(master)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.decode(errors="replace"))  # colours
+    return Screen(text.replace("\r\n", "\n"), proc.returncode)

@@ -1,0 +1,177 @@
+"""What people see: 80-column tables in a terminal, plain lines in pipes and logs, the prompt,
+--wait's progress, -q/-v, completion, one line per error and exit codes. Terminals are real
+pseudo-terminals; the fast paths call `cli.main` in-process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from helpers import PYTHON, age_path, in_terminal, run_doctor
+
+OP = b'{"op_code":0,"worker_id":"w-1","study_name":"s","directions":[0]}\n'
+
+
+def tree(root: Path) -> Path:
+    """Five artifacts, one with a long path, as a new user's runs/ might hold."""
+    deep = "very/deeply/nested/experiment-directory/with-a-long-name"
+    for name, age in (("study-a", 60), ("study-b", 60), ("study-c", 1), (deep, 60)):
+        directory = root / name
+        directory.mkdir(parents=True)
+        (directory / "journal.log").write_bytes(OP)
+        os.symlink("journal.log", directory / "journal.log.lock")
+        age_path(directory / "journal.log.lock", age)
+    # A leftover's age is its last rename (ctime), which no test can set back: it stays
+    # recent here, as one a release in progress has just made.
+    (root / "study-a" / "journal.log.lock5bc908ce-da7b-4a56-abf1-219e8a7c9a95.rename").touch()
+    return root
+
+
+def test_terminal_tables_read_well_at_80_columns(tmp_path: Path) -> None:
+    root = tree(tmp_path)
+    screen = in_terminal("scan", str(root), columns=80)
+    lines = screen.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for header in ("lock", "kind", "age", "holder", "verdict"):
+        assert header in lines[0]
+    # Paths break only after a "/", never inside a name.
+    text = screen.output
+    for name in ("very/", "deeply/", "nested/", "experiment-directory/", "with-a-long-name/"):
+        assert name in text.replace("\n", "")
+    assert "experiment-directory" in text  # not split mid-name
+    assert "journal.log.lock" in text
+    assert "No live process holds the journal open for writing" in " ".join(text.split())
+    assert len(lines) < 50  # five locks used to take 63 lines
+    assert screen.returncode == 1
+
+
+def test_pipes_get_one_plain_line_per_artifact_with_every_field(tmp_path: Path) -> None:
+    root = tree(tmp_path)
+    result = run_doctor("scan", str(root))
+    assert not any(c in result.stdout for c in "┏━│┃─")
+    lines = [line for line in result.stdout.splitlines() if line.startswith("path=")]
+    assert len(lines) == 5
+    for line in lines:
+        for field in ("verdict=", "kind=", "age=", "holder=", "journal=", "fs=", "reason="):
+            assert field in line
+    assert any("verdict=recent" in line and "study-c" in line for line in lines)
+    assert sum("verdict=orphaned" in line for line in lines) == 3
+
+
+def test_dry_run_shows_the_plan_the_summary_and_the_next_step(tmp_path: Path) -> None:
+    root = tree(tmp_path)
+    result = run_doctor("clean", "--dry-run", str(root))
+    assert result.returncode == 1
+    assert result.stdout.count("outcome=would-remove") == 3
+    assert "3 would-remove" in result.stdout
+    assert f"journal-doctor clean --force {root}" in result.stdout
+    screen = in_terminal("clean", "--dry-run", str(root))
+    assert "Plan (nothing was removed)" in screen.output
+    for header in ("lock", "verdict", "outcome"):
+        assert header in screen.output
+    assert "3 would-remove" in screen.output
+
+
+def test_declining_at_the_prompt_shows_the_plan_once_and_removes_nothing(tmp_path: Path) -> None:
+    root = tree(tmp_path)
+    screen = in_terminal("clean", str(root), keys=b"n\r")
+    assert screen.output.count("Plan (nothing was removed)") == 1
+    assert "Remove 3 orphaned artifact(s)?" in screen.output
+    assert screen.returncode == 1
+    assert os.path.lexists(root / "study-a" / "journal.log.lock")
+
+
+def test_ctrl_c_at_the_prompt_exits_130_and_removes_nothing(tmp_path: Path) -> None:
+    root = tree(tmp_path)
+    screen = in_terminal("clean", str(root), keys=b"\x03")
+    assert screen.returncode == 130
+    assert "interrupted; nothing removed" in screen.output
+    assert "Traceback" not in screen.output
+    assert os.path.lexists(root / "study-a" / "journal.log.lock")
+
+
+def test_yes_at_the_prompt_removes_what_is_orphaned(tmp_path: Path) -> None:
+    root = tree(tmp_path)
+    screen = in_terminal("clean", "--min-age", "5", str(root), keys=b"y\r")
+    assert "Result" in screen.output
+    assert not os.path.lexists(root / "study-a" / "journal.log.lock")
+    assert os.path.lexists(root / "study-c" / "journal.log.lock")  # recent: kept
+
+
+def test_wait_says_what_it_waits_for_on_stderr(tmp_path: Path) -> None:
+    (tmp_path / "j.log").write_bytes(OP)
+    os.symlink("j.log", tmp_path / "j.log.lock")  # brand new: recent for --min-age 3
+    result = run_doctor("clean", "--force", "--wait", "10", "--min-age", "3", str(tmp_path))
+    assert "waiting up to" in result.stderr
+    assert "j.log.lock (recent)" in result.stderr
+    assert result.returncode == 0
+    assert not os.path.lexists(tmp_path / "j.log.lock")
+    assert "waited" in result.stdout
+
+
+def test_quiet_keeps_the_summary_and_verbose_counts_processes(tmp_path: Path) -> None:
+    root = tree(tmp_path)
+    quiet = run_doctor("scan", "-q", str(root))
+    assert "path=" not in quiet.stdout
+    assert "4 lock(s)" in quiet.stdout
+    assert "journal-doctor clean" in quiet.stdout
+    verbose = run_doctor("scan", "-v", str(root))
+    assert "processes examined:" in verbose.stderr
+    assert "holders:" not in verbose.stderr
+
+
+def test_trials_fail_and_retry_together_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "j.log").write_bytes(OP)
+    result = run_doctor("trials", "--fail", "--retry", str(tmp_path / "j.log"))
+    assert result.returncode == 2
+    assert "--fail and --retry" in result.stderr
+
+
+def test_shell_completion_is_offered() -> None:
+    result = run_doctor("--show-completion", "bash")
+    assert result.returncode == 0
+    assert "complete" in result.stdout
+    assert "--install-completion" in run_doctor("--help").stdout
+
+
+def test_an_unexpected_exception_is_one_line_and_exit_3() -> None:
+    # A bug cannot be made on purpose without a fault: break one core function in the process.
+    code = (
+        "import sys, journal_doctor.locks.scan as s\n"
+        "def boom(*a, **k): raise ZeroDivisionError('boom')\n"
+        "s.scan = boom\n"
+        "from journal_doctor.cli import main\n"
+        "main(['scan', '.'])\n"
+    )
+    result = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 3
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("journal-doctor: internal error: ZeroDivisionError: boom")
+    assert "please report it" in line
+
+
+def test_api_takes_one_path_or_many_and_names_outcomes_as_json_does(tmp_path: Path) -> None:
+    import journal_doctor
+
+    assert "scan" in dir(journal_doctor)
+    assert "clean" in dir(journal_doctor)
+    assert set(journal_doctor.__all__) == set(dir(journal_doctor))
+    tree(tmp_path)
+    assert len(journal_doctor.scan(str(tmp_path)).locks) == 4
+    assert len(journal_doctor.scan(tmp_path).locks) == 4
+    assert len(journal_doctor.scan([tmp_path / "study-a", tmp_path / "study-b"]).locks) == 2
+    report = journal_doctor.clean(tmp_path / "study-b", dry_run=True)
+    assert [o.outcome.value for o in report.outcomes] == ["would-remove"]
+    document = json.loads(run_doctor("clean", "--dry-run", "--json", str(tmp_path)).stdout)
+    assert set(document["outcomes"][0]) >= set(report.outcomes[0]._fields)
+
+
+@pytest.mark.parametrize("command", ["scan", "clean", "check", "repair", "trials"])
+def test_every_command_help_has_examples_and_exit_codes(command: str) -> None:
+    page = run_doctor(command, "--help").stdout
+    assert "Examples:" in page
+    assert "Exit codes:" in page
