@@ -17,7 +17,16 @@ from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, Jou
 import journal_doctor.journal.repair as repair_module
 from journal_doctor.journal.check import Problem, Prognosis, check_journal
 
-from helpers import PYTHON, Workers, age_path, doctor_json, holding_open, poll, run_doctor
+from helpers import (
+    kill_mid_trial,
+    PYTHON,
+    Workers,
+    age_path,
+    doctor_json,
+    holding_open,
+    poll,
+    run_doctor,
+)
 
 pytestmark = pytest.mark.slow
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -267,18 +276,6 @@ def test_worker_started_during_repair_waits_for_the_lock_then_succeeds(
     assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
     assert states(journal)["COMPLETE"] == 12
     assert check_journal(str(journal)).healthy
-
-
-def kill_mid_trial(journal: Path, workers: Workers, lock: str = "symlink") -> None:
-    """SIGKILL workers holding the lock until one dies with a trial RUNNING (a kill can also
-    land on the write that completes a trial), then clean the lock it left."""
-    for _ in range(20):
-        workers.kill_holding(journal, lock)
-        age_path(Path(f"{journal}.lock"), 10)
-        assert doctor_json("clean", "--force", str(journal.parent))[0] == 0
-        if check_journal(str(journal)).trials_by_state["RUNNING"]:
-            return
-    raise AssertionError("no kill left a RUNNING trial in 20 attempts")
 
 
 def test_trials_fail_and_retry_after_a_sigkill(tmp_path: Path, workers: Workers) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import warnings
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,21 +24,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     import optuna
-    from optuna.storages.journal import (
-        JournalFileBackend,
-        JournalFileOpenLock,
-        JournalFileSymlinkLock,
-        JournalStorage,
-    )
+
+    from ..journal.optuna_api import file_backend_class, journal_storage_class, optuna_lock
+    from ..model import LockKind
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    grace = args.grace or None
-    lock: JournalFileOpenLock | JournalFileSymlinkLock
-    if args.lock == "open":
-        lock = JournalFileOpenLock(args.journal, grace_period=grace)
-    else:
-        lock = JournalFileSymlinkLock(args.journal, grace_period=grace)
-    storage = JournalStorage(JournalFileBackend(args.journal, lock_obj=lock))
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # 3.x: "experimental"
+    kind = LockKind.FILE if args.lock == "open" else LockKind.SYMLINK
+    lock = optuna_lock(args.journal, kind, grace_period=args.grace or None)  # >= 4.3 only
+    storage = journal_storage_class()(file_backend_class()(args.journal, lock_obj=lock))
     study = optuna.create_study(study_name=args.study, storage=storage, load_if_exists=True)
 
     def objective(trial: optuna.Trial) -> float:

@@ -64,6 +64,7 @@ class Workers:
     """Starts real Optuna workers and makes sure none outlives the test."""
 
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    python: str = PYTHON  # another venv's python runs another Optuna version
 
     def start(
         self,
@@ -76,7 +77,7 @@ class Workers:
         study: str = "doctor-demo",
     ) -> subprocess.Popen[bytes]:
         cmd = [
-            PYTHON,
+            self.python,
             "-m",
             "journal_doctor.demo.worker",
             str(journal),
@@ -316,3 +317,22 @@ def in_terminal(
     os.close(master)
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.decode(errors="replace"))  # colours
     return Screen(text.replace("\r\n", "\n"), proc.returncode)
+
+
+def running_trials(journal: Path) -> int:
+    from journal_doctor.journal.check import check_journal
+
+    return check_journal(str(journal)).trials_by_state["RUNNING"]
+
+
+def kill_mid_trial(journal: Path, workers: Workers, lock: str = "symlink") -> None:
+    """SIGKILL workers holding the lock until one dies with a trial RUNNING (a kill can also
+    land on the write that completes a trial), then clean the lock it left."""
+    for _ in range(20):
+        before = running_trials(journal) if journal.exists() else 0
+        workers.kill_holding(journal, lock)
+        age_path(Path(f"{journal}.lock"), 10)
+        assert doctor_json("clean", "--force", str(journal.parent))[0] == 0
+        if running_trials(journal) > before:
+            return
+    raise AssertionError("no kill left a RUNNING trial in 20 attempts")
