@@ -18,12 +18,12 @@ import journal_doctor.journal.repair as repair_module
 from journal_doctor.journal.check import Problem, Prognosis, check_journal
 
 from helpers import (
-    kill_mid_trial,
     PYTHON,
     Workers,
     age_path,
     doctor_json,
     holding_open,
+    kill_mid_trial,
     poll,
     run_doctor,
 )
