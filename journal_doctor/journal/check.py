@@ -186,16 +186,14 @@ def _judge_slowly(tally: _Tally, replay: Replay, part: bytes | int, number: int,
         tally.bad(Damage(Problem.OVERSIZED, number, at, part + 1, detail), None, skippable=True)
         return
     assert isinstance(part, bytes)
-    verdict = classify(part + b"\n")
-    if verdict.problem is None:
-        assert verdict.op is not None
+    judged = classify(part + b"\n")
+    if judged.problem is None:
+        assert judged.op is not None
         tally.ops += 1
-        replay.apply(verdict.op, number)
+        replay.apply(judged.op, number)
         return
-    item = Damage(
-        verdict.problem, number, at, len(part) + 1, verdict.detail, verdict.salvage_offset
-    )
-    tally.bad(item, part, verdict.skippable)
+    item = Damage(judged.problem, number, at, len(part) + 1, judged.detail, judged.salvage_offset)
+    tally.bad(item, part, judged.skippable)
 
 
 def _read(fd: int, tally: _Tally, replay: Replay) -> None:

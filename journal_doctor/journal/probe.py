@@ -32,11 +32,11 @@ def judge_tail(tail: bytes, size: int) -> tuple[TailHealth, Prognosis]:
             prognosis = Prognosis.EVERY_LOAD_FAILS
         if sound_op(line) is not None:
             continue
-        verdict = classify(line + b"\n")
-        if verdict.problem is None:
+        judged = classify(line + b"\n")
+        if judged.problem is None:
             continue
         health = TailHealth.BAD_TAIL
-        if verdict.skippable:
+        if judged.skippable:
             pending = True
         else:
             prognosis = Prognosis.EVERY_LOAD_FAILS

@@ -24,8 +24,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from typing import BinaryIO, NamedTuple
 
 from ..errors import Refused
 from ..locks.discover import lock_path
@@ -78,6 +79,11 @@ class RepairReport:
     quarantine: str | None = None
     verified: str = ""
     elapsed_seconds: float = 0.0
+
+    def _replace_with(self, done: _Done, after: JournalHealth, elapsed: float) -> RepairReport:
+        return replace(self, performed=True, after=after, backup=done.backup,
+                       quarantine=done.quarantine, verified=done.verified,
+                       elapsed_seconds=elapsed)  # fmt: skip
 
 
 _ACTION = {Problem.FUSED: FixAction.SALVAGE, Problem.TORN_TAIL: FixAction.TRUNCATE}
@@ -187,101 +193,72 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def _quarantine_record(
-    journal: str,
-    damage_line: int,
-    offset: int,
-    raw: bytes | None,
-    problem: Problem,
-    detail: str,
-    length: int | None = None,
-    backup: str | None = None,
-) -> bytes:
-    """One quarantined piece as a JSON line. A piece too big to hold in memory is not copied:
-    the record points at its bytes in the backup instead."""
-    record: dict[str, object] = {
-        "journal": os.fsencode(journal).decode("utf-8", "backslashreplace"),
-        "repaired_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "line": damage_line,
-        "offset": offset,
-        "length": len(raw) if raw is not None else length,
-        "problem": problem.value,
-        "detail": detail,
-    }
-    if raw is not None:
-        record["bytes_b64"] = base64.b64encode(raw).decode("ascii")
-    else:
-        record["bytes_in_backup"] = (
-            None if backup is None else os.fsencode(backup).decode("utf-8", "backslashreplace")
-        )
-    return (json.dumps(record) + "\n").encode()
+class _Quarantine:
+    """Writes each piece taken out of the journal as one JSON line of JOURNAL.quarantine."""
+
+    def __init__(self, file: BinaryIO, journal: str, backup: str) -> None:
+        self.file = file
+        self.journal = os.fsencode(journal).decode("utf-8", "backslashreplace")
+        self.backup = os.fsencode(backup).decode("utf-8", "backslashreplace")
+
+    def put(self, line: int, offset: int, raw: bytes | None, problem: Problem, detail: str,
+            length: int = 0) -> None:  # fmt: skip
+        """A piece too big to hold in memory (raw None) is not copied: the record points at its
+        bytes in the backup instead."""
+        record: dict[str, object] = {
+            "journal": self.journal,
+            "repaired_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "line": line,
+            "offset": offset,
+            "length": len(raw) if raw is not None else length,
+            "problem": problem.value,
+            "detail": detail,
+        }
+        if raw is not None:
+            record["bytes_b64"] = base64.b64encode(raw).decode("ascii")
+        else:
+            record["bytes_in_backup"] = self.backup
+        self.file.write((json.dumps(record) + "\n").encode())
 
 
-def _rewrite(
-    src_fd: int, dst_fd: int, quarantine_fd: int, journal: str, backup: str
-) -> tuple[int, int]:
-    """Stream the journal into the repaired file. Returns (quarantined entries, salvaged ops)."""
+def _kept(line: bytes, number: int, offset: int, quarantine: _Quarantine) -> bytes:
+    """What of one complete line goes into the repaired journal; the rest is quarantined."""
+    judged = classify(line)
+    if judged.problem is None:
+        return line
+    if judged.problem is Problem.FUSED and judged.salvage_offset is not None:
+        start = judged.salvage_offset
+        quarantine.put(number, offset, line[:start], Problem.FUSED, "fragment before a salvaged op")
+        return line[start:]
+    quarantine.put(number, offset, line, judged.problem, judged.detail)
+    return b""
+
+
+def _rewrite(src_fd: int, dst_fd: int, quarantine_fd: int, journal: str, backup: str) -> None:
+    """Stream the journal into the repaired file, every good line byte for byte."""
     os.lseek(src_fd, 0, os.SEEK_SET)
-    quarantined = salvaged = 0
-    number = 0
     with (
         open(dst_fd, "wb", closefd=False, buffering=1 << 20) as out,
         open(quarantine_fd, "ab", closefd=False) as qfile,
     ):
-        for offset, line, length, complete in iter_lines(src_fd):
-            number += 1
-            if line is None and not complete:
-                # A huge torn tail (e.g. 1 GB without a newline): certainly no complete op, and
-                # Optuna skips it. Its bytes stay in the backup; the record says where.
-                qfile.write(
-                    _quarantine_record(journal, number, offset, None, Problem.TORN_TAIL,
-                                       "torn tail too big to copy", length, backup)
-                )  # fmt: skip
-                quarantined += 1
-                continue
-            if line is None:
+        quarantine = _Quarantine(qfile, journal, backup)
+        for number, (offset, line, length, complete) in enumerate(iter_lines(src_fd), 1):
+            if line is not None and complete:
+                out.write(_kept(line, number, offset, quarantine))
+            elif not complete:
+                # A torn tail: certainly no complete op, and Optuna skips it. One too big to copy
+                # (1 GB without a newline) stays in the backup; the record says where.
+                detail = "torn tail" if line is not None else "torn tail too big to copy"
+                quarantine.put(number, offset, line, Problem.TORN_TAIL, detail, length)
+            else:
                 raise RepairRefused(
                     f"{journal}: line {number} is {length} bytes long; it cannot be checked in"
                     " bounded memory, so the doctor will not rewrite this journal."
                 )
-            if not complete:
-                qfile.write(
-                    _quarantine_record(
-                        journal, number, offset, line, Problem.TORN_TAIL, "torn tail"
-                    )
-                )
-                quarantined += 1
-                continue
-            verdict = classify(line)
-            if verdict.problem is None:
-                out.write(line)
-            elif verdict.problem is Problem.FUSED:
-                assert verdict.salvage_offset is not None
-                out.write(line[verdict.salvage_offset :])
-                qfile.write(
-                    _quarantine_record(
-                        journal,
-                        number,
-                        offset,
-                        line[: verdict.salvage_offset],
-                        Problem.FUSED,
-                        "fragment before a salvaged op",
-                    )
-                )
-                salvaged += 1
-                quarantined += 1
-            else:
-                qfile.write(
-                    _quarantine_record(
-                        journal, number, offset, line, verdict.problem, verdict.detail
-                    )
-                )
-                quarantined += 1
         out.flush()
         qfile.flush()
     os.fsync(dst_fd)
     os.fsync(quarantine_fd)
-    return quarantined, salvaged
 
 
 def verify_with_optuna(path: str) -> tuple[str, dict[str, int]]:
@@ -336,48 +313,28 @@ def repair(
         raise RepairRefused(f"{journal}: not repaired (not confirmed)")
     # Again, after the question: time has passed; now an orphaned lock is broken too.
     orphan_kind = refuse_if_in_use(journal, st, "repair", break_orphaned=True)
-    lock = _JournalLock(journal, orphan_kind or lock_kind)
+    done = _perform(journal, st, orphan_kind or lock_kind, before_replace)
+    return report._replace_with(done, check_journal(journal), time.monotonic() - started)
+
+
+class _Done(NamedTuple):
+    backup: str
+    quarantine: str
+    verified: str
+
+
+def _perform(
+    journal: str, st: os.stat_result, kind: LockKind, before_replace: BeforeReplace | None
+) -> _Done:
+    """Under the journal's own lock: back up, rewrite into a temporary file, verify it, and
+    rename it over the journal if the journal is still the very file that was judged."""
+    lock = _JournalLock(journal, kind)
     lock.acquire()
     directory, name = os.path.split(journal)
     temp = os.path.join(directory, f".{name}.journal-doctor-{uuid.uuid4().hex}.tmp")
     try:
-        src_fd, locked_st = open_journal(journal, follow_symlinks=False)
-        try:
-            if (locked_st.st_dev, locked_st.st_ino) != (st.st_dev, st.st_ino):
-                raise RepairRefused(f"{journal}: replaced while the doctor looked at it; retry")
-            backup, backup_fd = _backup_path(journal)
-            try:
-                _copy(src_fd, backup_fd)
-            finally:
-                os.close(backup_fd)
-            quarantine = journal + ".quarantine"
-            q_fd = os.open(
-                quarantine, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600
-            )
-            dst_fd = os.open(
-                temp,
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                stat.S_IMODE(locked_st.st_mode),
-            )
-            try:
-                _rewrite(src_fd, dst_fd, q_fd, journal, backup)
-            finally:
-                os.close(dst_fd)
-                os.close(q_fd)
-        finally:
-            os.close(src_fd)
-        repaired = check_journal(temp)
-        if not repaired.healthy:
-            raise RepairRefused(f"{journal}: the rewritten journal is still damaged; kept as is")
-        try:
-            verified, counts = verify_with_optuna(temp)
-        except Exception as err:  # Optuna's replay raises many types; all mean "not loadable"
-            raise RepairRefused(
-                f"{journal}: Optuna cannot load the rewritten journal ({type(err).__name__}:"
-                f" {err}); the journal is untouched, the backup is {backup}"
-            ) from None
-        if counts.get("COMPLETE", 0) != repaired.trials_by_state["COMPLETE"]:
-            raise RepairRefused(f"{journal}: Optuna and the doctor disagree on COMPLETE trials")
+        backup, quarantine, locked_st = _write_repaired(journal, st, temp)
+        verified = _verify(journal, temp, backup)
         if before_replace is not None:
             before_replace(journal)
         lock.stop_heartbeat()
@@ -389,18 +346,49 @@ def repair(
         raise
     finally:
         lock.release()
-    after = check_journal(journal)
-    return RepairReport(
-        journal,
-        before,
-        plan,
-        performed=True,
-        after=after,
-        backup=backup,
-        quarantine=quarantine,
-        verified=verified,
-        elapsed_seconds=time.monotonic() - started,
-    )
+    return _Done(backup, quarantine, verified)
+
+
+def _write_repaired(journal: str, st: os.stat_result, temp: str) -> tuple[str, str, os.stat_result]:
+    """The backup, the quarantine and the rewritten journal in `temp`."""
+    src_fd, locked_st = open_journal(journal, follow_symlinks=False)
+    try:
+        if (locked_st.st_dev, locked_st.st_ino) != (st.st_dev, st.st_ino):
+            raise RepairRefused(f"{journal}: replaced while the doctor looked at it; retry")
+        backup, backup_fd = _backup_path(journal)
+        try:
+            _copy(src_fd, backup_fd)
+        finally:
+            os.close(backup_fd)
+        quarantine = journal + ".quarantine"
+        q_fd = os.open(quarantine, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        dst_fd = os.open(temp, flags, stat.S_IMODE(locked_st.st_mode))
+        try:
+            _rewrite(src_fd, dst_fd, q_fd, journal, backup)
+        finally:
+            os.close(dst_fd)
+            os.close(q_fd)
+    finally:
+        os.close(src_fd)
+    return backup, quarantine, locked_st
+
+
+def _verify(journal: str, temp: str, backup: str) -> str:
+    """The doctor's check and Optuna's own load agree that the rewritten journal is sound."""
+    repaired = check_journal(temp)
+    if not repaired.healthy:
+        raise RepairRefused(f"{journal}: the rewritten journal is still damaged; kept as is")
+    try:
+        verified, counts = verify_with_optuna(temp)
+    except Exception as err:  # Optuna's replay raises many types; all mean "not loadable"
+        raise RepairRefused(
+            f"{journal}: Optuna cannot load the rewritten journal ({type(err).__name__}:"
+            f" {err}); the journal is untouched, the backup is {backup}"
+        ) from None
+    if counts.get("COMPLETE", 0) != repaired.trials_by_state["COMPLETE"]:
+        raise RepairRefused(f"{journal}: Optuna and the doctor disagree on COMPLETE trials")
+    return verified
 
 
 def _stat_regular(journal: str) -> os.stat_result:

@@ -15,6 +15,7 @@ import os
 import sys
 from collections import defaultdict
 from collections.abc import Collection, Mapping
+from typing import Any
 
 from ..model import Holder, HolderSurvey
 
@@ -114,6 +115,22 @@ def _holder(proc: object, writing: bool) -> Holder:
         )
 
 
+class _Tally:
+    """What one pass over the process table found."""
+
+    def __init__(self) -> None:
+        self.holders: dict[JournalKey, list[Holder]] = defaultdict(list)
+        self.uninspectable: dict[int, int] = defaultdict(int)
+        self.examined = 0
+
+    def survey(self) -> HolderSurvey:
+        return HolderSurvey(
+            holders_by_journal={key: tuple(found) for key, found in self.holders.items()},
+            uninspectable_by_uid=dict(self.uninspectable),
+            processes_examined=self.examined,
+        )
+
+
 def survey_holders(
     journals: Mapping[JournalKey, str],
     owner_uids: Collection[int],
@@ -132,51 +149,42 @@ def survey_holders(
     # rpartition, not os.path.basename: this runs once per lock of the scan.
     names = {path.rpartition(os.sep)[2] for path in journals.values()}
     names.update(aliases)
-    wanted_uids = set(owner_uids)
-    me = os.getpid()
-    linux = sys.platform.startswith("linux")
-    holders: dict[JournalKey, list[Holder]] = defaultdict(list)
-    uninspectable: dict[int, int] = defaultdict(int)
-    examined = 0
+    wanted_uids, me = set(owner_uids), os.getpid()
+    tally = _Tally()
     for proc in psutil.process_iter(["uids", "status"]):
-        info = proc.info
-        uids = info.get("uids")
+        uids = proc.info.get("uids")
         if uids is None or proc.pid == me:
             continue
         if uids.real not in wanted_uids and uids.effective not in wanted_uids:
             continue
-        if info.get("status") in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+        if proc.info.get("status") in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
             continue  # a zombie still has a pid but holds no files
-        examined += 1
-        try:
-            if linux:
-                opened = _open_journals_linux(proc.pid, journals, names)
-            else:
-                opened = _open_journals_portable(proc, journals)
-        except FileNotFoundError:
-            continue  # exited meanwhile
-        except (PermissionError, psutil.AccessDenied):
-            uninspectable[uids.effective] += 1
-            continue
-        except psutil.NoSuchProcess:
-            continue
-        if not opened:
-            continue
+        tally.examined += 1
+        _look_at(proc, uids.effective, journals, names, tally)
+    return tally.survey()
+
+
+def _look_at(
+    proc: Any, uid: int, journals: Mapping[JournalKey, str], names: Collection[str], tally: _Tally
+) -> None:
+    """Record `proc` as a holder (or reader) of the journals it has open; count it as
+    uninspectable when its open files cannot be read (fail closed)."""
+    import psutil
+
+    try:
+        if sys.platform.startswith("linux"):
+            opened = _open_journals_linux(proc.pid, journals, names)
+        else:
+            opened = _open_journals_portable(proc, journals)
         per_journal: dict[JournalKey, bool] = {}
         for key, writing in opened:
             per_journal[key] = per_journal.get(key, False) or writing
-        try:
-            for key, writing in per_journal.items():
-                holders[key].append(_holder(proc, writing))
-        except psutil.NoSuchProcess:
-            continue
-        except psutil.AccessDenied:
-            uninspectable[uids.effective] += 1
-    return HolderSurvey(
-        holders_by_journal={key: tuple(found) for key, found in holders.items()},
-        uninspectable_by_uid=dict(uninspectable),
-        processes_examined=examined,
-    )
+        for key, writing in per_journal.items():
+            tally.holders[key].append(_holder(proc, writing))
+    except (FileNotFoundError, psutil.NoSuchProcess):
+        return  # exited meanwhile
+    except (PermissionError, psutil.AccessDenied):
+        tally.uninspectable[uid] += 1
 
 
 def users_of_journal(journal: str, st: os.stat_result) -> tuple[tuple[Holder, ...], int]:

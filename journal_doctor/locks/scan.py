@@ -157,7 +157,7 @@ def scan(
                 if obs is not None:
                     observations.append(obs)
             else:
-                leftover = observe_leftover(observer, candidate, thresholds)
+                leftover = leftover_report(observer, candidate, thresholds)
                 if leftover is not None:
                     leftovers.append(leftover)
         except OSError as err:
@@ -212,7 +212,7 @@ def damaged_journals(
     return tuple(found[path] for path in sorted(found))
 
 
-def observe_leftover(
+def leftover_report(
     observer: Observer, candidate: LeftoverCandidate, thresholds: Thresholds
 ) -> LeftoverReport | None:
     from .judge import judge_leftover
