@@ -16,6 +16,8 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from .errors import DoctorError, NotAJournal, Refused, UsageError
+    from .guard.lock import LockTimeout
+    from .guard.storage import storage
     from .journal.check import JournalHealth, check_journal
     from .journal.repair import RepairReport, repair
     from .journal.trials import TrialsReport, fail_trials, list_trials
@@ -46,6 +48,8 @@ _WHERE = {
     "list_trials": "journal.trials",
     "fail_trials": "journal.trials",
     "TrialsReport": "journal.trials",
+    "storage": "guard.storage",
+    "LockTimeout": "guard.lock",
     **{name: "errors" for name in ("DoctorError", "NotAJournal", "Refused", "UsageError")},
     **{
         name: "model"
@@ -74,6 +78,7 @@ __all__ = [
     "LeftoverReport",
     "LockKind",
     "LockReport",
+    "LockTimeout",
     "NotAJournal",
     "Outcome",
     "OutcomeKind",
@@ -92,6 +97,7 @@ __all__ = [
     "list_trials",
     "repair",
     "scan",
+    "storage",
 ]
 
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from .guard.record import HolderRecord, RecordJudgement
 
 
 class LockKind(str, enum.Enum):
@@ -26,6 +29,7 @@ class LockKind(str, enum.Enum):
 class LeftoverOrigin(str, enum.Enum):
     OPTUNA_RELEASE = "optuna-release"  # <J>.lock<uuid>.rename: a release cut short
     DOCTOR_BREAK = "doctor-break"  # <J>.lock.journal-doctor-<hex>.break: our own break cut short
+    GUARD_RECORD = "guard-record"  # <J>.lock.holder that no lock binds any more
 
 
 class TailHealth(str, enum.Enum):
@@ -62,6 +66,10 @@ class Blindness(str, enum.Enum):
     CONTAINER = "container"  # a pid namespace that is not the initial one
     HIDDEN_PROCESSES = "hidden-processes"  # /proc mounted with hidepid
     SHARED = "shared"  # --shared: the user says other hosts use this path
+
+
+# Blind spots that hide processes on other hosts: then this host's boot time proves nothing.
+OTHER_HOSTS = (Blindness.NETWORK_FS, Blindness.EXPORTED, Blindness.SHARED)
 
 
 class Verdict(str, enum.Enum):
@@ -164,6 +172,9 @@ class LockObservation(NamedTuple):
     # Why the lock itself could not be read (readlink/lstat failed): judged unknown, never
     # dropped (an absolute symlink through sshfs is EPERM, and Optuna's waiters spin on it).
     unreadable: str | None = None
+    # The holder record of a guarded lock (journal_doctor.storage), and what it proves.
+    record: HolderRecord | None = None
+    record_judgement: RecordJudgement | None = None
 
 
 class JournalReport(NamedTuple):

@@ -10,6 +10,7 @@ symlink: every call works on names relative to a directory fd with follow_symlin
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import stat
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterable
 from functools import partial
 
 from ..errors import UsageError, os_error_advice
+from ..guard.record import MAX_RECORD, RECORD_SUFFIX, parse
 from ..model import (
     MIN_AGE,
     SHARED_MIN_AGE,
@@ -112,6 +114,8 @@ def break_lock(judged: LockReport, before_break: BeforeBreak | None = None) -> O
         with _Directory(directory, obs.directory_key) as dir_fd:
             if before_break is not None:
                 before_break(path)
+            if judged.observation.record is not None:
+                _remove_record(name, dir_fd, judged.observation.record.token)
             private = doctor_break_name(name, uuid.uuid4().hex)
             try:
                 os.rename(name, private, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
@@ -146,6 +150,29 @@ def break_lock(judged: LockReport, before_break: BeforeBreak | None = None) -> O
         return Outcome(path, OutcomeKind.GONE, f"Gone before the break ({err.strerror}).", verdict)
     except OSError as err:
         return Outcome(path, OutcomeKind.FAILED, _failure_advice(err, obs.owner), verdict)
+
+
+def _remove_record(lock_name: str, dir_fd: int, token: str) -> None:
+    """A guarded symlink lock's record goes first, while the dead lock still keeps everyone out
+    (no new holder can write one meanwhile): renamed aside, removed if it is the judged
+    holder's (same token), else put back."""
+    name = lock_name + RECORD_SUFFIX
+    private = doctor_break_name(name, uuid.uuid4().hex)
+    try:
+        os.rename(name, private, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except FileNotFoundError:
+        return  # an open lock keeps its record inside; or nothing to remove
+    fd = os.open(private, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
+    try:
+        record = parse(os.read(fd, MAX_RECORD))
+    finally:
+        os.close(fd)
+    if record is not None and record.token == token:
+        os.unlink(private, dir_fd=dir_fd)
+        return
+    with contextlib.suppress(FileExistsError):
+        os.link(private, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+    os.unlink(private, dir_fd=dir_fd)
 
 
 def remove_leftover(leftover: LeftoverReport, thresholds: Thresholds) -> Outcome:

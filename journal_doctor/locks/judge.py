@@ -8,7 +8,9 @@ grace period, `--shared-min-age`) decides it. A lock that cannot be read is `unk
 
 from __future__ import annotations
 
+from ..guard.record import HolderRecord, Liveness, RecordJudgement
 from ..model import (
+    OTHER_HOSTS,
     Blindness,
     Holder,
     Judgement,
@@ -35,8 +37,6 @@ DECIDERS = {
     Blindness.CONTAINER: "run journal-doctor on the host, outside the container",
     Blindness.HIDDEN_PROCESSES: "run journal-doctor as root",
 }
-# Blind spots that hide processes on other hosts: then the boot time of this host proves nothing.
-_OTHER_HOSTS = (Blindness.NETWORK_FS, Blindness.EXPORTED, Blindness.SHARED)
 
 
 def judge_lock(
@@ -81,8 +81,10 @@ def _judge(
     # removing it while something writes the journal would let a second writer in.
     if holders:
         return _judge_holders(holders)
+    if obs.record is not None and obs.record_judgement is not None:
+        return _judge_record(obs.record, obs.record_judgement)
     blind = {unseen.blindness for unseen in obs.unseen}
-    if obs.predates_boot and not blind.intersection(_OTHER_HOSTS):
+    if obs.predates_boot and not blind.intersection(OTHER_HOSTS):
         return Judgement(
             Verdict.ORPHANED,
             f"Made before this machine's last boot ({human_age(obs.age_seconds)} old) on a local"
@@ -124,6 +126,23 @@ def _judge_holders(holders: tuple[Holder, ...]) -> Judgement:
         f"Process {processes(holders)} holds the journal open for writing but is stopped;"
         f" continue it with `kill -CONT {pid}` (or `fg`) or end it with `kill {pid}`.",
     )
+
+
+def _judge_record(record: HolderRecord, judged: RecordJudgement) -> Judgement:
+    """A guarded lock names its holder: its record decides, without waiting for any age."""
+    who = record.who
+    if judged.liveness in (Liveness.DEAD, Liveness.STALE):
+        return Judgement(
+            Verdict.ORPHANED, f"Held by {who} per its holder record, but {judged.why}: dead."
+        )
+    if judged.liveness is Liveness.STOPPED:
+        return Judgement(
+            Verdict.STUCK,
+            f"Held by {who}, which is stopped; continue it with `kill -CONT {record.pid}` or end"
+            f" it with `kill {record.pid}`.",
+        )
+    where = "alive" if judged.liveness is Liveness.ALIVE else judged.why
+    return Judgement(Verdict.ACTIVE, f"Held by {who}: {where}.", transient=True)
 
 
 def _judge_unseen(obs: LockObservation, thresholds: Thresholds) -> Judgement:

@@ -11,10 +11,12 @@ import os
 import stat
 import time
 from functools import cache
+from typing import Any
 
 from ..errors import os_error_advice
+from ..guard.record import Found, filesystem_now, judge_record, read_record, same_host
 from ..journal.probe import probe_journal
-from ..model import Identity, JournalState, LockKind, LockObservation
+from ..model import OTHER_HOSTS, Identity, JournalState, LockKind, LockObservation, Unseen
 from .discover import LeftoverCandidate, LockCandidate
 from .visibility import Sight
 
@@ -30,7 +32,11 @@ def user_name(uid: int) -> str:
 
 
 def lock_kind(
-    st: os.stat_result, target: str | None, journal_path: str, journal: JournalState
+    st: os.stat_result,
+    target: str | None,
+    journal_path: str,
+    journal: JournalState,
+    guarded: bool = False,
 ) -> LockKind | None:
     """What stands at `<J>.lock`, or None when it is not an Optuna lock (poetry.lock, ...)."""
     if stat.S_ISLNK(st.st_mode):
@@ -40,8 +46,8 @@ def lock_kind(
             return LockKind.SYMLINK if _could_be_journal(journal) else None
         if os.path.basename(target) == os.path.basename(journal_path):
             return LockKind.SYMLINK
-    elif stat.S_ISREG(st.st_mode) and st.st_size == 0 and _could_be_journal(journal):
-        return LockKind.FILE
+    elif stat.S_ISREG(st.st_mode) and (st.st_size == 0 or guarded) and _could_be_journal(journal):
+        return LockKind.FILE  # empty (Optuna's), or holding a guarded lock's record
     return LockKind.OTHER if journal.looks_like_journal else None
 
 
@@ -95,13 +101,15 @@ class Observer:
                 return None
             except OSError as err:
                 unreadable = os_error_advice(err)
-        kind = lock_kind(st, target, candidate.journal, journal)
+        found = read_record(candidate.path, st, target) if unreadable is None else None
+        kind = lock_kind(st, target, candidate.journal, journal, guarded=found is not None)
         if kind is None:
             return None
         directory = os.path.dirname(candidate.path) or "."
         directory_key = self.directory_key(directory)
         filesystem = self.sight.filesystem(directory_key[0])
         resolved, dangling = _resolve(kind, target, directory, candidate.journal, journal)
+        unseen = self.sight.unseen(directory, filesystem)
         return LockObservation(
             path=candidate.path,
             journal=candidate.journal,
@@ -116,9 +124,17 @@ class Observer:
             resolved_target=resolved,
             journal_state=journal,
             directory_key=directory_key,
-            unseen=self.sight.unseen(directory, filesystem),
+            unseen=unseen,
             unreadable=unreadable,
+            record=found.record if found else None,
+            record_judgement=self._judge_record(found, directory, unseen) if found else None,
         )
+
+    def _judge_record(self, found: Found, directory: str, unseen: tuple[Unseen, ...]) -> Any:
+        """What the record proves. Another host's heartbeat is aged on the filesystem's clock."""
+        fs_now = self.now if same_host(found.record) else filesystem_now(directory)
+        local = not any(u.blindness in OTHER_HOSTS for u in unseen)
+        return judge_record(found.record, found.beat_mtime, fs_now, local)
 
     def _unreadable(
         self, candidate: LockCandidate, journal: JournalState, why: str

@@ -1,0 +1,295 @@
+"""The guarded lock: Optuna's own `<journal>.lock` protocol, plus a record naming its holder, a
+heartbeat while held, and an acquire that breaks a provably dead holder's lock at once.
+
+- Taking it is Optuna's: `symlink(<journal's file name>, lock)` or `open(lock, O_CREAT|O_EXCL)`,
+  so plain Optuna workers on the same journal exclude it and are excluded by it. The symlink's
+  target is the journal's bare file name, resolved beside the lock: it never dangles, whatever
+  the working directory or the mount point of each host.
+- The record (`guard.record`) goes inside an open lock, or beside a symlink lock.
+- While held, a thread beats every `heartbeat_interval`: it rewrites the record and touches
+  what Optuna's own waiters watch (the journal's mtime for a symlink lock, the lock's for an
+  open one), so neither they nor the doctor break a slow but live holder.
+- Waiting, it judges the lock with the doctor's own judge: a record whose process is gone or
+  reused, or whose heartbeat is older than its grace period, is dead; a plain lock is judged as
+  `clean` judges it with `grace_period` as its minimum age. A dead holder's lock is broken
+  through the doctor's break protocol (rename, verify, unlink), a live one never; it backs off
+  (1 ms doubling to 1 s, as Optuna does) and logs who it waits on every 10 s.
+- Release is Optuna's (rename, unlink), after removing the record, and only of its own lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import random
+import stat
+import threading
+import time
+import uuid
+
+from ..locks.discover import LockCandidate, lock_path
+from ..model import LockKind, LockReport, OutcomeKind, Thresholds, Verdict
+from .record import (
+    HolderRecord,
+    Liveness,
+    judge_record,
+    parse,
+    read_bytes,
+    read_record,
+    record_path,
+    same_host,
+    this_process,
+)
+
+logger = logging.getLogger("journal_doctor")
+
+HEARTBEAT_INTERVAL = 2.0  # seconds between beats while the lock is held
+GRACE_PERIOD = 10.0  # five beats: a holder silent this long is dead or frozen
+LOG_EVERY = 10.0
+_MAX_BACKOFF = 1.0
+
+
+class LockTimeout(TimeoutError):
+    """The guarded lock was not acquired within `timeout` seconds. The message names the lock,
+    its holder and what would help."""
+
+
+class GuardedLock:
+    """A lock object for Optuna's `JournalFileBackend(..., lock_obj=...)`."""
+
+    def __init__(
+        self,
+        journal: str,
+        kind: LockKind = LockKind.SYMLINK,
+        *,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        grace_period: float = GRACE_PERIOD,
+        timeout: float | None = None,
+    ) -> None:
+        if kind is LockKind.OTHER:
+            raise ValueError("a guarded lock is a symlink or an open (O_EXCL) file")
+        self.journal = journal
+        self.path = lock_path(journal)
+        self.directory = os.path.dirname(journal) or "."
+        self.kind = kind
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period
+        self.timeout = timeout
+        self._target = os.path.basename(journal)
+        self._held: tuple[int, int] | None = None  # (device, inode) of the lock we made
+        self._record: HolderRecord | None = None
+        self._beat = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self.lost = 0  # times the lock was found broken while held (fencing)
+
+    # --- acquire ---------------------------------------------------------------------------
+
+    def acquire(self) -> bool:
+        started = time.monotonic()
+        backoff, next_log = 0.001, started + LOG_EVERY
+        while True:
+            if self._take():
+                return True
+            waiting_on = self._break_if_dead()
+            if waiting_on is None:
+                continue  # broken, or released meanwhile: try again at once
+            now = time.monotonic()
+            if self.timeout is not None and now - started >= self.timeout:
+                raise LockTimeout(
+                    f"{self.path}: not acquired in {self.timeout:g}s; {waiting_on} If that"
+                    " holder is gone, `journal-doctor scan` says why the lock is kept."
+                )
+            if now >= next_log:
+                logger.warning("waiting %.0fs for %s: %s", now - started, self.path, waiting_on)
+                next_log = now + LOG_EVERY
+            time.sleep(backoff * random.uniform(0.5, 1.0))
+            backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    def _take(self) -> bool:
+        """Optuna's own move; True when this process now holds the lock."""
+        token = uuid.uuid4().hex
+        try:
+            if self.kind is LockKind.SYMLINK:
+                os.symlink(self._target, self.path)
+                st = os.lstat(self.path)
+                record = self._new_record(token, int(st.st_mtime), self._target)
+                self._write_sidecar(record)
+            else:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
+                try:
+                    st = os.fstat(fd)
+                    record = self._new_record(token, 0, None)
+                    os.write(fd, record.to_json())
+                finally:
+                    os.close(fd)
+        except OSError as err:
+            if _taken(err, self.path):
+                return False
+            raise
+        self._held, self._record = (st.st_dev, st.st_ino), record
+        self._start_beating()
+        return True
+
+    def _new_record(self, token: str, mtime: int, target: str | None) -> HolderRecord:
+        return this_process(
+            token=token,
+            interval=self.heartbeat_interval,
+            grace=self.grace_period,
+            lock_mtime=mtime,
+            target=target,
+        )
+
+    def _break_if_dead(self) -> str | None:
+        """None when the lock is gone or was just broken; else who is waited on, and why."""
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return None
+        target = os.readlink(self.path) if stat.S_ISLNK(st.st_mode) else None
+        found = read_record(self.path, st, target)
+        if found is not None:
+            record = found.record
+            if same_host(record):
+                judged = judge_record(record, found.beat_mtime, found.beat_mtime)
+                if judged.liveness is not Liveness.DEAD:
+                    return f"held by {record.who}: {judged.why}."
+        elif time.time() - st.st_mtime < self.grace_period:
+            return "held by a plain Optuna worker (no holder record) for a moment."
+        report = self._judge()
+        if report is None:
+            return None
+        if report.verdict is not Verdict.ORPHANED:
+            return report.judgement.reason
+        return None if self._break(report) else report.judgement.reason
+
+    def _judge(self) -> LockReport | None:
+        """The doctor's own judgement of the lock, with this lock's grace period as the age
+        after which a lock without a visible holder is orphaned."""
+        from ..locks.observe import Observer
+        from ..locks.scan import judge_all, survey_for
+
+        observation = Observer().observe_lock(LockCandidate(self.path, self.journal, self.path))
+        if observation is None:
+            return None
+        thresholds = Thresholds(min_age=self.grace_period, shared_min_age=self.grace_period)
+        (report,) = judge_all([observation], survey_for([observation]), thresholds)
+        return report
+
+    def _break(self, report: LockReport) -> bool:
+        from ..locks.clean import break_lock
+
+        outcome = break_lock(report)
+        if outcome.outcome is OutcomeKind.REMOVED:
+            logger.warning("broke %s: %s", self.path, report.judgement.reason)
+            return True
+        return outcome.outcome is OutcomeKind.GONE
+
+    # --- while held --------------------------------------------------------------------------
+
+    def still_held(self) -> bool:
+        """Fencing: is the lock at the path still the one this process made?"""
+        if self._held is None:
+            return False
+        try:
+            st = os.lstat(self.path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self._held
+
+    def _start_beating(self) -> None:
+        with self._beat:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._beat_while_held, name="journal-doctor-heartbeat", daemon=True
+                )
+                self._thread.start()
+            self._beat.notify()
+
+    def _beat_while_held(self) -> None:
+        with self._beat:
+            while True:
+                while self._held is None:
+                    self._beat.wait()
+                # Wake at the next beat, or at once when the lock is released.
+                if not self._beat.wait(self.heartbeat_interval) and self._held is not None:
+                    with contextlib.suppress(OSError):
+                        self._refresh()
+
+    def _refresh(self) -> None:
+        """One beat: a fresh record, and the mtime Optuna's own waiters watch."""
+        assert self._record is not None
+        record = self._record._replace(heartbeat_at=time.time())
+        if self.kind is LockKind.SYMLINK:
+            if not self.still_held():
+                return
+            self._write_sidecar(record)
+            os.utime(self.journal)  # Optuna's waiters stat the link, i.e. the journal
+        else:
+            fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                st = os.fstat(fd)
+                if (st.st_dev, st.st_ino) != self._held:
+                    return  # not ours any more: never write into another holder's lock
+                data = record.to_json()
+                os.pwrite(fd, data, 0)
+                os.ftruncate(fd, len(data))
+            finally:
+                os.close(fd)
+        self._record = record
+
+    def _write_sidecar(self, record: HolderRecord) -> None:
+        temp = f"{record_path(self.path)}.{record.token}.tmp"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        try:
+            os.write(fd, record.to_json())
+        finally:
+            os.close(fd)
+        os.replace(temp, record_path(self.path))
+
+    # --- release -----------------------------------------------------------------------------
+
+    def release(self) -> None:
+        with self._beat:
+            held, record = self._held, self._record
+            self._held = self._record = None
+            self._beat.notify()
+        if held is None:
+            return
+        if self.kind is LockKind.SYMLINK and record is not None:
+            _remove_own_record(self.path, record.token)
+        released = f"{self.path}{uuid.uuid4()}.rename"  # Optuna's release name
+        try:
+            os.rename(self.path, released)
+        except FileNotFoundError:
+            self.lost += 1
+            return
+        st = os.lstat(released)
+        if (st.st_dev, st.st_ino) == held:
+            os.unlink(released)
+            return
+        # Not ours any more (broken while we were frozen, and taken again): put it back.
+        self.lost += 1
+        try:
+            os.link(released, self.path, follow_symlinks=False)
+        except FileExistsError:
+            return  # a newer lock took the name; the one found stays as a leftover
+        os.unlink(released)
+
+
+def _taken(err: OSError, path: str) -> bool:
+    """Did the exclusive create fail because the name is taken? sshfs says EPERM for O_EXCL on
+    an existing name (Optuna only retries EEXIST and crashes there): confirm by lstat."""
+    if err.errno == errno.EEXIST:
+        return True
+    return err.errno in (errno.EPERM, errno.EACCES) and os.path.lexists(path)
+
+
+def _remove_own_record(lock: str, token: str) -> None:
+    """Remove the sidecar if it is still this acquisition's (compared by token)."""
+    path = record_path(lock)
+    read = read_bytes(path)
+    if read is not None and (record := parse(read[0])) is not None and record.token == token:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)

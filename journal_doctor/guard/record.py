@@ -1,0 +1,260 @@
+"""The holder record: who holds a guarded lock (or runs a trial), in a form other hosts and
+other tools read. The format is documented in the README ("The holder record") and versioned.
+
+Where it lives:
+- an open (O_EXCL) lock: inside the lock file itself, so it can only describe that very file;
+- a symlink lock: beside it, `<journal>.lock.holder`, bound to the lock by its target and its
+  mtime (whole seconds: what every host and sshfs agree on). The holder writes it right after
+  taking the lock and removes it before releasing; a breaker removes it, verified, before
+  breaking the lock. So a record never outlives its lock but through a tool that knows nothing
+  of records, and then its mtime tells it from any later lock.
+- a trial's heartbeat: `<journal>.heartbeats/<trial id>`.
+
+Nothing here imports optuna or the lock modules: `scan` reads records on its fast path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import os
+import stat
+import time
+from functools import cache
+from typing import Any, NamedTuple
+
+FORMAT = "journal-doctor/holder-record/1"
+RECORD_SUFFIX = ".holder"  # <journal>.lock.holder
+HEARTBEATS_SUFFIX = ".heartbeats"  # <journal>.heartbeats/<trial id>
+MAX_RECORD = 4096
+
+
+class HolderRecord(NamedTuple):
+    host: str
+    boot_id: str  # /proc/sys/kernel/random/boot_id: one per boot of one kernel
+    pid_namespace: int  # inode of /proc/self/ns/pid: pids compare only within one namespace
+    pid: int
+    name: str  # the process name, as ps shows it
+    started: float  # the process's start time (epoch seconds), so a reused pid is told apart
+    start_ticks: int  # the same in clock ticks since boot (/proc/<pid>/stat field 22): exact
+    user: str
+    acquired_at: float  # holder's clock (informational: judges use the filesystem's clock)
+    heartbeat_at: float  # holder's clock at the last beat
+    heartbeat_interval: float
+    grace_period: float
+    token: str  # this acquisition
+    lock_mtime: int  # symlink locks: the lock's mtime in whole seconds (the binding)
+    lock_target: str | None  # symlink locks: the target as written
+
+    def to_json(self) -> bytes:
+        document: dict[str, Any] = {"format": FORMAT, **self._asdict()}
+        return json.dumps(document, separators=(",", ":")).encode() + b"\n"
+
+    @property
+    def who(self) -> str:
+        """`hostA:1234 (python)`: how every message names a guarded holder."""
+        return f"{self.host}:{self.pid} ({self.name})"
+
+
+def parse(data: bytes) -> HolderRecord | None:
+    """A record from its bytes; None for anything else (a plain lock, a torn write)."""
+    try:
+        document = json.loads(data)
+        if not isinstance(document, dict) or document.get("format") != FORMAT:
+            return None
+        return HolderRecord(**{field: document[field] for field in HolderRecord._fields})
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def record_path(lock: str) -> str:
+    return lock + RECORD_SUFFIX
+
+
+def heartbeat_dir(journal: str) -> str:
+    return journal + HEARTBEATS_SUFFIX
+
+
+def read_bytes(path: str, limit: int = MAX_RECORD) -> tuple[bytes, os.stat_result] | None:
+    """The content and the fstat of a small regular file, never following a symlink."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None
+        return os.read(fd, limit), st
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+class Found(NamedTuple):
+    record: HolderRecord
+    beat_mtime: float  # mtime of the file holding the record: the last heartbeat (fs clock)
+
+
+def read_record(lock: str, lock_st: os.stat_result, target: str | None) -> Found | None:
+    """The record of the lock whose lstat is `lock_st`, if it has one that describes it."""
+    if stat.S_ISREG(lock_st.st_mode):
+        if lock_st.st_size == 0:
+            return None  # a plain JournalFileOpenLock (or one not yet written)
+        read = read_bytes(lock)
+        record = parse(read[0]) if read else None
+        return Found(record, read[1].st_mtime) if record and read else None
+    if not stat.S_ISLNK(lock_st.st_mode):
+        return None
+    read = read_bytes(record_path(lock))
+    record = parse(read[0]) if read else None
+    if record is None or read is None:
+        return None
+    bound = record.lock_mtime == int(lock_st.st_mtime) and record.lock_target == target
+    return Found(record, read[1].st_mtime) if bound else None
+
+
+# --- who this process is ------------------------------------------------------------------
+
+
+@cache
+def boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+@cache
+def pid_namespace() -> int:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
+@cache
+def hostname() -> str:
+    return os.uname().nodename if hasattr(os, "uname") else "localhost"
+
+
+def start_ticks(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat: when the process started, in ticks since boot."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def process_state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0].decode()
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def this_process(
+    *, token: str, interval: float, grace: float, lock_mtime: int = 0, target: str | None = None
+) -> HolderRecord:
+    now = time.time()
+    me = os.getpid()
+    name, started, user = _me()
+    return HolderRecord(
+        host=hostname(),
+        boot_id=boot_id(),
+        pid_namespace=pid_namespace(),
+        pid=me,
+        name=name,
+        started=started,
+        start_ticks=start_ticks(me) or 0,
+        user=user,
+        acquired_at=now,
+        heartbeat_at=now,
+        heartbeat_interval=interval,
+        grace_period=grace,
+        token=token,
+        lock_mtime=lock_mtime,
+        lock_target=target,
+    )
+
+
+@cache
+def _me() -> tuple[str, float, str]:
+    import psutil
+
+    me = psutil.Process(os.getpid())
+    return me.name(), me.create_time(), me.username()
+
+
+# --- is the holder alive? -----------------------------------------------------------------
+
+
+class Liveness(str, enum.Enum):
+    ALIVE = "alive"  # same host, same pid namespace: the very process runs
+    STOPPED = "stopped"  # same: it is stopped (T/t): it holds, and cannot finish
+    DEAD = "dead"  # proven: its pid is gone or reused, or the host rebooted
+    BEATING = "beating"  # elsewhere: its heartbeat is younger than its grace period
+    STALE = "stale"  # elsewhere: its heartbeat is older than its grace period
+
+
+class RecordJudgement(NamedTuple):
+    liveness: Liveness
+    heartbeat_age: float  # on the filesystem's clock
+    why: str
+
+
+def same_host(record: HolderRecord) -> bool:
+    """Can this process look the holder up in /proc? Same kernel boot, same pid namespace."""
+    return (
+        bool(record.boot_id)
+        and record.boot_id == boot_id()
+        and (record.pid_namespace == pid_namespace())
+    )
+
+
+def judge_record(
+    record: HolderRecord, beat_mtime: float, fs_now: float, local: bool = False
+) -> RecordJudgement:
+    """Alive or dead, from /proc on the holder's own host, else from its heartbeat's age
+    measured on the filesystem's clock (`fs_now`): robust to skew between hosts' clocks.
+
+    `local`: the lock is on a filesystem only this machine writes (not a network filesystem,
+    not exported). Then a record of another boot was written before this machine rebooted."""
+    age = max(0.0, fs_now - beat_mtime)
+    if same_host(record):
+        ticks = start_ticks(record.pid)
+        if ticks is None:
+            return RecordJudgement(Liveness.DEAD, age, f"process {record.pid} is gone")
+        if record.start_ticks and ticks != record.start_ticks:
+            return RecordJudgement(Liveness.DEAD, age, f"pid {record.pid} is another process now")
+        if process_state(record.pid) in ("T", "t"):
+            return RecordJudgement(Liveness.STOPPED, age, f"process {record.pid} is stopped")
+        return RecordJudgement(Liveness.ALIVE, age, f"process {record.pid} is alive")
+    if local and record.boot_id and boot_id() and record.boot_id != boot_id():
+        return RecordJudgement(Liveness.DEAD, age, "this machine rebooted since it was taken")
+    if age > record.grace_period:
+        return RecordJudgement(
+            Liveness.STALE, age, f"its heartbeat is {age:.1f}s old (> {record.grace_period:g}s)"
+        )
+    return RecordJudgement(Liveness.BEATING, age, f"its heartbeat is {age:.1f}s old")
+
+
+def filesystem_now(directory: str) -> float:
+    """The filesystem's own clock: the mtime of a file made there just now. Falls back to
+    this host's clock where nothing can be written (a read-only mount)."""
+    probe = os.path.join(directory, f".journal-doctor-clock-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return time.time()
+    try:
+        return os.fstat(fd).st_mtime
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
