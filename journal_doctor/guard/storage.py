@@ -79,7 +79,7 @@ def _classes() -> tuple[Any, Any, Any]:
     except ImportError:  # Optuna < 4.0
         base_lock = import_module("optuna.storages._journal.file").JournalFileBaseLock
 
-    class OptunaGuardedLock(GuardedLock, base_lock):  # type: ignore[misc]
+    class OptunaGuardedLock(GuardedLock, base_lock):  # type: ignore[misc, valid-type]
         """A GuardedLock that is also an instance of Optuna's lock base class."""
 
     class GuardedBackend(file_backend_class()):  # type: ignore[misc]
