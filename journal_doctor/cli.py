@@ -566,6 +566,14 @@ def demo(
             "--compare", help="Also time Optuna resuming on its own (adds its 30 s grace period)."
         ),
     ] = False,
+    guarded: Annotated[
+        bool,
+        typer.Option(
+            "--guarded",
+            help="The workers use journal_doctor.storage(): the next worker breaks the dead"
+            " holder's lock itself, and fails and retries its trial.",
+        ),
+    ] = False,
 ) -> int:
     """Crash a real Optuna worker holding its lock, then scan, clean and resume, with timings.
 
@@ -575,11 +583,12 @@ def demo(
 
     from rich.text import Text
 
-    from .demo import run_demo
+    from .demo import run_demo, run_guarded_demo
     from .render import table
 
     started = time.monotonic()
-    for step in run_demo(trials=trials, compare=compare):
+    steps = run_guarded_demo(trials) if guarded else run_demo(trials=trials, compare=compare)
+    for step in steps:
         out().rule(Text(step.title))
         if step.detail:
             out().print(Text(display_path(step.detail)))

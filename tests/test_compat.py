@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Workers, doctor_json, kill_mid_trial, require, run_doctor
+from helpers import Workers, doctor_json, kill_mid_trial, poll, require, run_doctor
 
 PYTHONS = [p for p in os.environ.get("JD_COMPAT_PYTHONS", "").split(":") if p]
 
@@ -91,3 +91,59 @@ def test_old_optuna_resumes_and_loads_what_the_doctor_wrote(
     assert "RUNNING" not in seen["states"]
     retried_numbers = [a["number"] for a in retried["actions"] if a["action"] == "failed+enqueued"]
     assert sorted(n for n in seen["retry_of"] if n is not None) == sorted(retried_numbers)
+
+
+GUARDED_LOAD = """
+import json, sys, warnings
+import optuna
+warnings.simplefilter("ignore")
+import journal_doctor
+study = optuna.load_study(study_name="doctor-demo", storage=journal_doctor.storage(sys.argv[1]))
+print(json.dumps({
+    "version": optuna.__version__,
+    "states": [t.state.name for t in study.trials],
+    "failed_trial": [t.system_attrs.get("failed_trial") for t in study.trials],
+}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("python", [sys.executable, *PYTHONS] if PYTHONS else [None])
+def test_guarded_storage_on_every_optuna(tmp_path: Path, python: str | None) -> None:
+    """Guarded and plain workers of that version share a journal; a guarded worker killed in
+    a trial has it failed and retried by the next guarded worker of that version."""
+    if python is None:
+        require("compat", "JD_COMPAT_PYTHONS names no venv of an older Optuna")
+        return
+    journal = tmp_path / "j.log"
+    plain, guarded = Workers(python=python), Workers(python=python, extra=("--guarded",))
+    sleepy = Workers(python=python, extra=("--guarded", "--sleep", "0.3"))
+    try:
+        procs = [plain.start(journal, trials=15), guarded.start(journal, trials=15),
+                 guarded.start(journal, "symlink", trials=15)]  # fmt: skip
+        for proc in procs:
+            assert proc.wait(timeout=300) == 0, proc.stderr.read().decode() if proc.stderr else ""
+        victim = sleepy.start(journal, trials=100)
+        before = len(journal.read_bytes().splitlines())
+        assert poll(lambda: len(journal.read_bytes().splitlines()) > before + 8, 60)
+        victim.kill()
+        victim.wait()
+        resumed = subprocess.run(
+            [python, "-m", "journal_doctor.demo.worker", str(journal), "--trials", "3",
+             "--guarded"], capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+    finally:
+        for workers in (plain, guarded, sleepy):
+            workers.stop_all()
+    assert run_doctor("check", str(journal)).returncode == 0
+    loaded = subprocess.run(
+        [python, "-c", GUARDED_LOAD, str(journal)], capture_output=True, text=True, check=False
+    )
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    seen = json.loads(loaded.stdout)
+    assert seen["version"] == version_of(python)
+    assert "RUNNING" not in seen["states"]
+    failed = [n for n, state in enumerate(seen["states"]) if state == "FAIL"]
+    assert len(failed) == 1  # the killed worker's trial, failed by its heartbeat
+    assert seen["failed_trial"].count(failed[0]) == 1  # and retried once

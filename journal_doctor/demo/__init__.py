@@ -32,21 +32,26 @@ class DemoStep:
     clean: CleanReport | None = None
 
 
-def _worker(journal: str, trials: int, grace: int = 30) -> subprocess.Popen[bytes]:
+def _worker(
+    journal: str, trials: int, grace: int = 30, extra: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "journal_doctor.demo.worker",
-            journal,
-            "--trials",
-            str(trials),
-            "--grace",
-            str(grace),
-        ],
+        [sys.executable, "-m", "journal_doctor.demo.worker", journal, "--trials", str(trials),
+         "--grace", str(grace), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-    )
+    )  # fmt: skip
+
+
+def _finish(proc: subprocess.Popen[bytes], what: str) -> str:
+    """Wait for a worker; its last words, or a DemoError with its real error."""
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        raise DemoError(f"{what} did not finish within 120 s") from None
+    if proc.returncode != 0:
+        raise DemoError(f"{what} failed: {err.decode(errors='replace').strip()[-300:]}")
+    return out.decode().strip()
 
 
 def _lines(path: str) -> int:
@@ -70,12 +75,14 @@ class DemoError(DoctorError):
     """The demo could not show what it shows (a worker failed, or took too long)."""
 
 
-def _crash_holding_lock(journal: str, procs: list[subprocess.Popen[bytes]]) -> tuple[int, int]:
+def _crash_holding_lock(
+    journal: str, procs: list[subprocess.Popen[bytes]], extra: tuple[str, ...] = ()
+) -> tuple[int, int]:
     """Start busy workers and SIGKILL them until a kill leaves the lock. (pid, attempts)"""
     lock = journal + ".lock"
     for attempt in range(1, 41):
         before = _lines(journal)
-        proc = _worker(journal, 100000)
+        proc = _worker(journal, 100000, extra=extra)
         procs.append(proc)
 
         def writing(before: int = before, proc: subprocess.Popen[bytes] = proc) -> bool:
@@ -92,6 +99,57 @@ def _crash_holding_lock(journal: str, procs: list[subprocess.Popen[bytes]]) -> t
         if os.path.lexists(lock):
             return proc.pid, attempt
     raise DemoError("no kill left the lock behind in 40 attempts")
+
+
+GUARDED = ("--guarded", "--sleep", "0.05")
+
+
+def run_guarded_demo(trials: int = 3) -> Iterator[DemoStep]:
+    """The same crash with journal_doctor.storage() in the workers: no clean-up step at all."""
+    workdir = tempfile.mkdtemp(prefix="journal-doctor-demo-")
+    journal = os.path.join(workdir, "study.log")
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        yield DemoStep("Workspace", workdir)
+        pid, attempts = _crash_holding_lock(journal, procs, GUARDED)
+        yield DemoStep(
+            "Crash",
+            f"A worker using journal_doctor.storage() (pid {pid}) was SIGKILLed holding"
+            f" {journal}.lock, in the middle of a trial (attempt {attempts}).",
+        )
+        yield DemoStep("journal-doctor scan (its record names the dead holder)", scan=scan(workdir))
+        started = time.monotonic()
+        resumed = _worker(journal, trials, extra=GUARDED)
+        procs.append(resumed)
+        said = _finish(resumed, "the resumed guarded worker")
+        yield DemoStep(
+            "Resume",
+            f"A resumed guarded worker broke the dead holder's lock at once and finished"
+            f" {trials} trials in {time.monotonic() - started:.1f} s, Python and Optuna start-up"
+            f" included. It reports: {said}.",
+        )
+        yield DemoStep("The killed trial", _retried(journal))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _retried(journal: str) -> str:
+    """What became of the trial the killed worker was running (read without optuna)."""
+    from ..journal.trials import list_trials
+
+    health = list_trials(journal).health
+    left = [t.number for t in health.open_trials if t.state == "RUNNING"]
+    if left:
+        return f"Trial {left} is still RUNNING: its heartbeat has not proven its worker dead."
+    return (
+        f"Its worker's heartbeat proved it dead, so the next study.optimize failed it"
+        f" ({health.trials_by_state['FAIL']} FAIL) and RetryFailedTrialCallback ran its"
+        " parameters again: nothing is left RUNNING."
+    )
 
 
 def run_demo(trials: int = 3, compare: bool = False) -> Iterator[DemoStep]:
@@ -132,19 +190,13 @@ def run_demo(trials: int = 3, compare: bool = False) -> Iterator[DemoStep]:
         started = time.monotonic()
         resumed = _worker(journal, trials)
         procs.append(resumed)
-        try:
-            out, err = resumed.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            raise DemoError("the resumed worker did not finish within 120 s") from None
-        elapsed = time.monotonic() - started
-        if resumed.returncode != 0:
-            detail = err.decode(errors="replace").strip()[-300:]
-            raise DemoError(f"the resumed worker failed: {detail}")
+        said = _finish(resumed, "the resumed worker")
         yield DemoStep(
             "Resume",
-            f"A resumed worker finished {trials} trials in {elapsed:.1f} s, Python and Optuna"
-            " start-up included (without the doctor: 30 s of grace period first, forever on"
-            f" Optuna <= 4.2 or with a dangling symlink lock). It reports: {out.decode().strip()}.",
+            f"A resumed worker finished {trials} trials in {time.monotonic() - started:.1f} s,"
+            " Python and Optuna start-up included (without the doctor: 30 s of grace period"
+            f" first, forever on Optuna <= 4.2 or with a dangling symlink lock). It reports:"
+            f" {said}.",
         )
         from ..journal.trials import list_trials
 

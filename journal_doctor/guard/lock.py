@@ -145,9 +145,9 @@ class GuardedLock:
         """None when the lock is gone or was just broken; else who is waited on, and why."""
         try:
             st = os.lstat(self.path)
+            target = os.readlink(self.path) if stat.S_ISLNK(st.st_mode) else None
         except FileNotFoundError:
-            return None
-        target = os.readlink(self.path) if stat.S_ISLNK(st.st_mode) else None
+            return None  # released meanwhile (a holder's lock lives for milliseconds)
         found = read_record(self.path, st, target)
         if found is not None:
             record = found.record

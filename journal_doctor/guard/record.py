@@ -232,7 +232,10 @@ def judge_record(
             return RecordJudgement(Liveness.DEAD, age, f"process {record.pid} is gone")
         if record.start_ticks and ticks != record.start_ticks:
             return RecordJudgement(Liveness.DEAD, age, f"pid {record.pid} is another process now")
-        if process_state(record.pid) in ("T", "t"):
+        state = process_state(record.pid)
+        if state in ("Z", "X", None):  # a zombie holds nothing; nobody may ever reap it
+            return RecordJudgement(Liveness.DEAD, age, f"process {record.pid} has exited")
+        if state in ("T", "t"):
             return RecordJudgement(Liveness.STOPPED, age, f"process {record.pid} is stopped")
         return RecordJudgement(Liveness.ALIVE, age, f"process {record.pid} is alive")
     if local and record.boot_id and boot_id() and record.boot_id != boot_id():

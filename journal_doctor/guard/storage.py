@@ -9,6 +9,7 @@ version's own (`journal.optuna_api`), and optuna is imported only then.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ from typing import Any
 
 from ..journal.optuna_api import file_backend_class, journal_storage_class
 from ..model import LockKind
-from .heartbeat import TrialHeartbeats, stale_trials
+from .heartbeat import RunningTrials, TrialHeartbeats, prune, stale_trials, worker_key
 from .lock import GRACE_PERIOD, HEARTBEAT_INTERVAL, GuardedLock
 
 logger = logging.getLogger("journal_doctor")
@@ -64,7 +65,8 @@ def storage(
     )
     return storage_class(
         backend_class(journal, lock_obj=guard),
-        TrialHeartbeats(journal, heartbeat_interval, grace_period),
+        journal,
+        (heartbeat_interval, grace_period),
         failed_trial_callback,
     )
 
@@ -109,20 +111,29 @@ def _classes() -> tuple[Any, Any, Any]:
         def __init__(
             self,
             backend: Any,
-            heartbeats: TrialHeartbeats,
+            journal: str,
+            timing: tuple[float, float],
             callback: FailedTrialCallback | None,
         ) -> None:
             super().__init__(backend)
-            self._heartbeats = heartbeats
+            self._journal = journal
+            me = worker_key(self._replay_result.worker_id)
+            self._heartbeats = TrialHeartbeats(journal, me, *timing)
+            self._heartbeats.beat()  # before any trial: a kill mid-CREATE_TRIAL is covered
+            atexit.register(self._heartbeats.forget)
+            self._running = RunningTrials(journal)
             self._failed_trial_callback = callback
 
         def record_heartbeat(self, trial_id: int) -> None:
-            self._heartbeats.beat(trial_id)
+            self._heartbeats.beat()
 
         def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-            running = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
-            return stale_trials(self._heartbeats.directory[: -len(".heartbeats")],
-                                [t._trial_id for t in running])  # fmt: skip
+            running = self._running.update()
+            stale = set(stale_trials(running, study_id, self._journal))
+            prune(self._journal, running)
+            # Only what Optuna itself sees RUNNING (the two replays agree; this makes sure).
+            seen = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+            return sorted(t._trial_id for t in seen if t._trial_id in stale)
 
         def get_heartbeat_interval(self) -> int | None:
             # Optuna types it int; it only ever waits on it, and fractions work.
@@ -135,19 +146,8 @@ def _classes() -> tuple[Any, Any, Any]:
             return self._failed_trial_callback
 
         def create_new_trial(self, study_id: int, template_trial: Any = None) -> int:
+            self._heartbeats.beat()  # fresh before the trial exists, whoever judges it
             trial_id: int = super().create_new_trial(study_id, template_trial)
-            if template_trial is None or template_trial.state == TrialState.RUNNING:
-                # Beat at once: a worker killed before its first HeartbeatThread beat must
-                # not leave a RUNNING trial that no evidence will ever fail.
-                self._heartbeats.beat(trial_id)
             return trial_id
-
-        def set_trial_state_values(self, trial_id: int, state: Any, values: Any = None) -> bool:
-            done: bool = super().set_trial_state_values(trial_id, state, values)
-            if state == TrialState.RUNNING and done:
-                self._heartbeats.beat(trial_id)  # a WAITING trial this worker now runs
-            elif state.is_finished():
-                self._heartbeats.forget(trial_id)
-            return done
 
     return OptunaGuardedLock, GuardedBackend, GuardedJournalStorage

@@ -24,6 +24,7 @@ class OpenTrial:
     line: int
     abandoned: bool  # its worker later started another trial: certainly nobody runs it
     created_by: str = ""  # the worker id that created it (for WAITING: who enqueued it)
+    evidence: str = ""  # why it is abandoned, when a guarded worker's heartbeat proves it
 
 
 @dataclass

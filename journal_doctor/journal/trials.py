@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import Refused
@@ -48,7 +48,32 @@ class TrialsReport:
 
 
 def list_trials(journal: str) -> TrialsReport:
-    return TrialsReport(journal, check_journal(journal, open_trials=True))
+    health = check_journal(journal, open_trials=True)
+    return TrialsReport(journal, replace(health, open_trials=with_heartbeats(journal, health)))
+
+
+def with_heartbeats(journal: str, health: JournalHealth) -> tuple[OpenTrial, ...]:
+    """RUNNING trials whose guarded worker's heartbeat proves it dead are abandoned too."""
+    from ..guard.heartbeat import judge_workers, worker_key
+    from ..guard.record import Liveness
+
+    workers = {
+        t.trial_id: worker_key(t.worker_id)
+        for t in health.open_trials
+        if t.state == "RUNNING" and t.worker_id
+    }
+    judged = judge_workers(journal, workers.values()) if workers else {}
+    dead = {
+        tid: judged[w]
+        for tid, w in workers.items()
+        if w in judged and judged[w].liveness in (Liveness.DEAD, Liveness.STALE)
+    }
+    return tuple(
+        replace(t, abandoned=True, evidence=f"heartbeat: {dead[t.trial_id].why}")
+        if t.trial_id in dead
+        else t
+        for t in health.open_trials
+    )
 
 
 def fail_trials(

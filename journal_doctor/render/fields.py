@@ -34,7 +34,9 @@ def lock_fields(lock: LockReport) -> Fields:
         path=display_path(relative_to_root(obs.path, obs.root)),
         kind=kind if obs.unreadable is None else "unreadable",
         age="?" if obs.unreadable is not None and obs.owner_uid < 0 else human_age(obs.age_seconds),
-        holder=holder_text(lock.holders, lock.readers),
+        holder=holder_text(lock.holders, lock.readers)
+        if obs.record is None or lock.holders
+        else display_path(obs.record.who),
         journal=obs.journal_state.health.value,
         verdict=lock.verdict.value,
         reason=display_path(lock.judgement.reason),

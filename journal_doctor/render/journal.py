@@ -108,6 +108,8 @@ def render_trials(console: Console, report: TrialsReport) -> None:
                 except ValueError:
                     pass
             note = "abandoned: its worker moved on" if t.abandoned else ""
+            if t.evidence:
+                note = f"abandoned ({t.evidence})"
             if t.worker_id is None:
                 note = "enqueued: the next worker runs it"
             table.add_row(

@@ -53,6 +53,7 @@ def lock_json(lock: LockReport) -> dict[str, Any]:
         "unseen": [{"what": u.blindness.value, "why": u.sentence} for u in obs.unseen],
         "unreadable": obs.unreadable,
         "predates_boot": obs.predates_boot,
+        "record": record_json(lock),
         "journal_exists": journal.exists,
         "journal_size": journal.size,
         "journal_health": journal.health.value,
@@ -62,6 +63,20 @@ def lock_json(lock: LockReport) -> dict[str, Any]:
         "verdict": lock.verdict.value,
         "reason": lock.judgement.reason,
     }
+
+
+def record_json(lock: LockReport) -> dict[str, Any] | None:
+    obs = lock.observation
+    if obs.record is None or obs.record_judgement is None:
+        return None
+    document: dict[str, Any] = obs.record._asdict()
+    document["started"] = _iso(obs.record.started)
+    document["acquired_at"] = _iso(obs.record.acquired_at)
+    document["heartbeat_at"] = _iso(obs.record.heartbeat_at)
+    document["heartbeat_age_seconds"] = round(obs.record_judgement.heartbeat_age, 3)
+    document["liveness"] = obs.record_judgement.liveness.value
+    document["why"] = obs.record_judgement.why
+    return document
 
 
 def leftover_json(leftover: LeftoverReport) -> dict[str, Any]:
@@ -171,6 +186,7 @@ def open_trial_json(trial: OpenTrial) -> dict[str, Any]:
         "datetime_start": trial.datetime_start,
         "journal_line": trial.line,
         "abandoned": trial.abandoned,
+        "evidence": trial.evidence,
     }
 
 

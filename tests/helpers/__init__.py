@@ -65,6 +65,7 @@ class Workers:
 
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     python: str = PYTHON  # another venv's python runs another Optuna version
+    extra: tuple[str, ...] = ()  # worker options for every start, e.g. ("--guarded",)
 
     def start(
         self,
@@ -92,6 +93,7 @@ class Workers:
         ]
         if log is not None:
             cmd += ["--log", str(log)]
+        cmd += self.extra
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.procs.append(proc)
         return proc

@@ -1,0 +1,291 @@
+"""journal_doctor.storage(): the guarded lock and trial heartbeats, with real workers killed,
+frozen, hammering a journal, and mixed with plain Optuna workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+from journal_doctor.guard.lock import GuardedLock, LockTimeout
+from journal_doctor.guard.record import parse, record_path
+from journal_doctor.journal.check import check_journal
+from journal_doctor.model import LockKind
+
+from helpers import (
+    LOCK_KINDS,
+    PYTHON,
+    Workers,
+    doctor_json,
+    line_count,
+    poll,
+    writes_journal,
+)
+
+pytestmark = pytest.mark.slow
+GUARDED = ("--guarded",)
+
+
+def load(journal: Path) -> optuna.Study:
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    return optuna.load_study(study_name="doctor-demo", storage=storage)
+
+
+@pytest.mark.parametrize("kind", LOCK_KINDS)
+def test_guarded_and_plain_workers_exclude_each_other(tmp_path: Path, kind: str) -> None:
+    journal = tmp_path / "j.log"
+    logs = [tmp_path / f"w{i}.log" for i in range(4)]
+    plain, guarded = Workers(), Workers(extra=GUARDED)
+    try:
+        procs = [
+            (guarded if i % 2 else plain).start(journal, kind, trials=40, log=log)
+            for i, log in enumerate(logs)
+        ]
+        for proc in procs:
+            assert proc.wait(timeout=300) == 0, proc.stderr.read().decode() if proc.stderr else ""
+    finally:
+        plain.stop_all()
+        guarded.stop_all()
+    health = check_journal(str(journal))
+    assert health.healthy, health.summary  # no interleaved or torn line
+    trials = {t.number: t for t in load(journal).trials}
+    logged = [line.split() for log in logs for line in log.read_text().splitlines()]
+    assert len(logged) == 160
+    assert len({number for number, _ in logged}) == 160  # every trial exactly once
+    for number, value in logged:
+        assert repr(trials[int(number)].value) == value
+    assert not os.path.lexists(f"{journal}.lock")
+
+
+def test_killed_guarded_holder_is_orphaned_at_once_and_the_next_worker_goes_on(
+    tmp_path: Path,
+) -> None:
+    workers = Workers(extra=GUARDED)
+    try:
+        # `runs/j.log` from its parent: Optuna's own lock would dangle; the guarded one links
+        # to the journal's bare name, beside it.
+        (tmp_path / "runs").mkdir()
+        lock = tmp_path / "runs" / "j.log.lock"
+        for _ in range(10):
+            pid = workers.kill_holding(Path("runs/j.log"), "symlink", cwd=tmp_path)
+            if os.path.exists(record_path(str(lock))):
+                break
+            os.unlink(lock)  # killed between the symlink and its record: not this test's case
+        assert os.readlink(lock) == "j.log"
+        _, document = doctor_json("scan", str(tmp_path))
+        (judged,) = document["locks"]
+        assert judged["dangling"] is False
+        assert judged["record"]["pid"] == pid
+        assert judged["record"]["host"] == os.uname().nodename
+        assert judged["verdict"] == "orphaned"  # at once: no --min-age wait
+        assert f"process {pid} is gone" in judged["reason"]
+        # A resumed guarded worker breaks it itself: with no timeout and no grace period of
+        # Optuna's, it would otherwise wait forever.
+        resumed = subprocess.run(
+            [PYTHON, "-m", "journal_doctor.demo.worker", "runs/j.log", "--trials", "3",
+             *GUARDED], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert resumed.returncode == 0, resumed.stderr
+        assert "broke" in resumed.stderr
+        assert not os.path.lexists(lock)
+        assert not os.path.lexists(record_path(str(lock)))
+    finally:
+        workers.stop_all()
+
+
+@pytest.mark.parametrize("kind", LOCK_KINDS)
+def test_a_stopped_guarded_holder_is_waited_on_and_named_in_the_timeout(
+    tmp_path: Path, kind: str
+) -> None:
+    workers = Workers(extra=GUARDED)
+    journal = tmp_path / "j.log"
+    try:
+        holder = workers.stop_holding(journal, kind)
+        _, document = doctor_json("clean", "--force", str(tmp_path))
+        (judged,) = document["locks"]
+        assert judged["verdict"] == "stuck"
+        assert judged["record"]["pid"] == holder.pid
+        assert document["removed"] == []
+        lock_kind = LockKind.FILE if kind == "open" else LockKind.SYMLINK
+        waiter = GuardedLock(str(journal), lock_kind, timeout=0.5)
+        with pytest.raises(LockTimeout) as raised:
+            waiter.acquire()
+        assert isinstance(raised.value, TimeoutError)
+        assert str(holder.pid) in str(raised.value)
+        assert "stopped" in str(raised.value)
+        assert writes_journal(holder.pid, journal)
+    finally:
+        workers.stop_all()
+
+
+HOLD = """
+import sys, time
+from journal_doctor.guard.lock import GuardedLock
+from journal_doctor.model import LockKind
+lock = GuardedLock(sys.argv[1], LockKind(sys.argv[2]), heartbeat_interval=0.2, grace_period=1.0)
+lock.acquire()
+print("held", flush=True)
+time.sleep(float(sys.argv[3]))
+lock.release()
+print("released", flush=True)
+"""
+
+
+@pytest.mark.parametrize("kind", ["symlink", "file"])
+def test_a_slow_live_holder_is_never_broken(tmp_path: Path, kind: str) -> None:
+    """The heartbeat keeps what Optuna's waiters watch fresh: a plain Optuna >= 4.3 worker with
+    a 1 s grace period waits for a holder that keeps the lock 4 s, and so does the doctor."""
+    journal = tmp_path / "j.log"
+    journal.write_bytes(b"")
+    lock = Path(f"{journal}.lock")
+    holder = subprocess.Popen([PYTHON, "-c", HOLD, str(journal), kind, "4"],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    plain = Workers()
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        held = os.lstat(lock)
+        waiter = plain.start(journal, "open" if kind == "file" else "symlink", trials=1, grace=1)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:  # watch the lock for 3 s: three grace periods
+            now = os.lstat(lock)
+            assert (now.st_ino, now.st_mtime_ns >= held.st_mtime_ns) == (held.st_ino, True)
+            assert line_count(journal) == 0
+            assert waiter.poll() is None
+        _, document = doctor_json("clean", "--force", "--min-age", "0.5", str(tmp_path))
+        assert document["locks"][0]["verdict"] == "active"
+        assert document["removed"] == []
+        assert holder.stdout.readline().strip() == "released"
+        assert waiter.wait(timeout=60) == 0
+        assert line_count(journal) > 0
+    finally:
+        holder.kill()
+        plain.stop_all()
+
+
+@pytest.mark.parametrize("kind", [LockKind.SYMLINK, LockKind.FILE])
+def test_fencing_a_lock_broken_while_held_is_not_written_under_nor_released(
+    tmp_path: Path, kind: LockKind
+) -> None:
+    journal = tmp_path / "j.log"
+    journal.write_bytes(b"")
+    guard = GuardedLock(str(journal), kind)
+    assert guard.acquire()
+    assert guard.still_held()
+    # Another waiter broke it (we were frozen past the grace period) and took a new one.
+    os.rename(guard.path, tmp_path / "broken")
+    os.symlink("j.log", guard.path)
+    newer = os.lstat(guard.path)
+    assert not guard.still_held()
+    guard.release()
+    assert os.lstat(guard.path).st_ino == newer.st_ino  # the newer holder's lock stays
+    assert guard.lost == 1
+
+
+def test_a_stale_record_never_describes_a_later_plain_lock(tmp_path: Path) -> None:
+    journal = tmp_path / "j.log"
+    journal.write_bytes(b"")
+    guard = GuardedLock(str(journal))
+    assert guard.acquire()
+    sidecar = Path(record_path(guard.path))
+    kept = sidecar.read_bytes()
+    guard.release()
+    # A tool that knows nothing of records removed the lock; a plain worker took a new one.
+    sidecar.write_bytes(kept)
+    time.sleep(1.1)  # a later second: the binding is the lock's whole-second mtime
+    os.symlink("j.log", guard.path)
+    _, document = doctor_json("scan", str(tmp_path))
+    (judged,) = document["locks"]
+    assert judged["record"] is None
+    assert judged["verdict"] == "recent"  # judged as a plain lock
+    assert parse(kept) is not None
+
+
+def test_trial_heartbeats_fail_and_retry_a_killed_workers_trial(tmp_path: Path) -> None:
+    journal = tmp_path / "j.log"
+    workers = Workers(extra=(*GUARDED, "--sleep", "0.3"))
+    try:
+        victim = workers.start(journal, trials=100)
+        assert poll(lambda: line_count(journal) > 12, 60)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+    finally:
+        workers.stop_all()
+    running = [t for t in load(journal).trials if t.state.name == "RUNNING"]
+    assert len(running) == 1  # the objective sleeps: the kill landed inside a trial
+    killed = running[0].number
+    _, listed = doctor_json("trials", str(journal))
+    (open_trial,) = listed["open_trials"]
+    assert open_trial["abandoned"] is True
+    assert "heartbeat" in open_trial["evidence"]
+    resumed = subprocess.run(
+        [PYTHON, "-m", "journal_doctor.demo.worker", str(journal), "--trials", "3", *GUARDED],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    trials = load(journal).trials
+    assert trials[killed].state.name == "FAIL"
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
+    assert len(retries) == 1
+    assert retries[0].state.name == "COMPLETE"
+    assert retries[0].params == trials[killed].params
+    assert os.listdir(f"{journal}.heartbeats") == []  # the dead worker's file is pruned, and
+    # the one that finished removed its own at exit
+
+
+def test_storage_rejects_a_heartbeat_slower_than_its_grace_period(tmp_path: Path) -> None:
+    import journal_doctor
+
+    with pytest.raises(ValueError, match="grace_period"):
+        journal_doctor.storage(tmp_path / "j.log", heartbeat_interval=5, grace_period=5)
+    with pytest.raises(ValueError, match="symlink"):
+        journal_doctor.storage(tmp_path / "j.log", lock="fcntl")
+    storage = journal_doctor.storage(tmp_path / "j.log", lock="open")
+    assert isinstance(storage, optuna.storages.BaseStorage)
+    assert isinstance(storage, optuna.storages._heartbeat.BaseHeartbeat)
+    assert optuna.storages._heartbeat.is_heartbeat_enabled(storage)
+
+
+def test_a_zombie_holder_is_dead_and_a_live_one_alive() -> None:
+    """A SIGKILLed worker whose parent never reaps it (a container's init that does not wait)
+    keeps its pid and start time as a zombie: it holds nothing."""
+    from journal_doctor.guard.record import Liveness, judge_record, start_ticks, this_process
+
+    child = subprocess.Popen([PYTHON, "-c", "import time; time.sleep(60)"])
+    try:
+        record = this_process(token="t", interval=1, grace=5)._replace(
+            pid=child.pid, start_ticks=start_ticks(child.pid) or 0
+        )
+        assert judge_record(record, 0, 0).liveness is Liveness.ALIVE
+        child.send_signal(signal.SIGSTOP)
+        assert poll(lambda: judge_record(record, 0, 0).liveness is Liveness.STOPPED, 10)
+        child.kill()
+        assert poll(lambda: judge_record(record, 0, 0).liveness is Liveness.DEAD, 10)
+        assert "exited" in judge_record(record, 0, 0).why  # still unreaped: a zombie
+    finally:
+        child.kill()
+        child.wait()
+    assert judge_record(record, 0, 0).why.endswith("is gone")
+
+
+def test_guarded_demo_resumes_without_a_clean_and_retries_the_killed_trial(
+    tmp_path: Path,
+) -> None:
+    result = subprocess.run(
+        [PYTHON, "-m", "journal_doctor", "demo", "--guarded"],
+        capture_output=True, text=True, timeout=180, check=False,
+        env={**os.environ, "TMPDIR": str(tmp_path), "COLUMNS": "200"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "per its holder record" in result.stdout
+    assert "broke the dead holder's lock at once" in result.stdout
+    assert "1 FAIL" in result.stdout
+    assert "nothing is left RUNNING" in result.stdout
+    assert "journal-doctor clean" not in result.stdout.split("Resume")[1]
+    assert list(tmp_path.iterdir()) == []
