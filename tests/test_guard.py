@@ -289,3 +289,29 @@ def test_guarded_demo_resumes_without_a_clean_and_retries_the_killed_trial(
     assert "nothing is left RUNNING" in result.stdout
     assert "journal-doctor clean" not in result.stdout.split("Resume")[1]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_trials_fail_acts_on_heartbeat_proof_while_other_workers_run(tmp_path: Path) -> None:
+    from helpers import holding_open
+
+    journal = tmp_path / "j.log"
+    workers = Workers(extra=(*GUARDED, "--sleep", "0.3"))
+    try:
+        victim = workers.start(journal, trials=100)
+        assert poll(lambda: line_count(journal) > 12, 60)
+        victim.kill()
+        victim.wait()
+    finally:
+        workers.stop_all()
+    study = load(journal)
+    (proven,) = [t.number for t in study.trials if t.state.name == "RUNNING"]
+    unproven = study.ask().number  # a plain worker's trial: RUNNING, no heartbeat at all
+    with holding_open(journal, "rb"):  # a live worker of the study reads the journal
+        code, done = doctor_json("trials", "--fail", str(journal))
+    actions = {a["number"]: a for a in done["actions"]}
+    assert actions[proven]["action"] == "failed"
+    assert actions[unproven]["action"] == "skipped"
+    assert "no heartbeat proves its worker dead" in actions[unproven]["detail"]
+    assert code == 1  # a RUNNING trial remains
+    states = {t.number: t.state.name for t in load(journal).trials}
+    assert (states[proven], states[unproven]) == ("FAIL", "RUNNING")

@@ -18,7 +18,7 @@ from functools import cache
 from importlib import import_module
 from typing import Any
 
-from ..journal.optuna_api import file_backend_class, journal_storage_class
+from ..journal.optuna_api import DialectMixin, file_backend_class, journal_storage_class
 from ..model import LockKind
 from .heartbeat import RunningTrials, TrialHeartbeats, prune, stale_trials, worker_key
 from .lock import GRACE_PERIOD, HEARTBEAT_INTERVAL, GuardedLock
@@ -107,7 +107,9 @@ def _classes() -> tuple[Any, Any, Any]:
                 finally:
                     guard.release()
 
-    class GuardedJournalStorage(journal_storage_class(), BaseHeartbeat):  # type: ignore[misc]
+    journal_storage: Any = journal_storage_class()
+
+    class GuardedJournalStorage(DialectMixin, journal_storage, BaseHeartbeat):  # type: ignore[misc]
         def __init__(
             self,
             backend: Any,

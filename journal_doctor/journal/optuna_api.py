@@ -67,27 +67,33 @@ def in_dialect(iso: str, aware: bool) -> str:
     return moment.isoformat(timespec="microseconds")
 
 
-def storage_in_dialect(journal: str, kind: LockKind) -> Any:
-    """A JournalStorage (the installed Optuna's) that writes datetimes in the journal's dialect.
+class DialectMixin:
+    """Put first in the bases of a JournalStorage: writes datetimes in the journal's dialect.
 
     Set `.aware` before each write: True for timezone-aware, False for naive, None to leave
     Optuna's own. Every op still goes through Optuna's `_write_log`, which every version from
     3.6 to 5.0 has, so the journal stays exactly what Optuna writes but for the datetimes.
     """
-    base = journal_storage_class()
 
-    class DialectJournalStorage(base):  # type: ignore[misc, valid-type]
-        aware: bool | None = None
+    aware: bool | None = None
 
-        def _write_log(self, op_code: int, extra_fields: dict[str, Any]) -> None:
-            if self.aware is not None:
-                extra_fields = {
-                    key: in_dialect(value, self.aware)
-                    if key in DATETIME_KEYS and isinstance(value, str)
-                    else value
-                    for key, value in extra_fields.items()
-                }
-            super()._write_log(op_code, extra_fields)
+    def _write_log(self, op_code: int, extra_fields: dict[str, Any]) -> None:
+        if self.aware is not None:
+            extra_fields = {
+                key: in_dialect(value, self.aware)
+                if key in DATETIME_KEYS and isinstance(value, str)
+                else value
+                for key, value in extra_fields.items()
+            }
+        super()._write_log(op_code, extra_fields)  # type: ignore[misc]
+
+
+def storage_in_dialect(journal: str, kind: LockKind) -> Any:
+    """A JournalStorage (the installed Optuna's) with Optuna's own lock, writing datetimes in
+    the journal's dialect (`DialectMixin`)."""
+
+    class DialectJournalStorage(DialectMixin, journal_storage_class()):  # type: ignore[misc]
+        pass
 
     backend = file_backend_class()(journal, lock_obj=optuna_lock(journal, kind))
     return DialectJournalStorage(backend)

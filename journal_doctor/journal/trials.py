@@ -93,23 +93,47 @@ def fail_trials(
         raise TrialsRefused(
             f"{journal}: damaged ({report.health.summary}) Repair it first: journal-doctor repair"
         )
-    action = "retry trials" if retry else "fail trials"
-    refuse_if_in_use(
-        journal, os.stat(journal), action, any_lock_refuses=True, ignore_open=ignore_open
-    )
     running = [t for t in report.health.open_trials if t.state == "RUNNING"]
+    storage, running, busy = _storage_for(journal, running, retry, ignore_open, lock_kind)
     if not running:
         return report
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = storage_in_dialect(journal, lock_kind_of(journal, lock_kind))
     studies = {
         name: optuna.load_study(study_name=name, storage=storage)
         for name in {t.study_name for t in running}
     }
     actions = tuple(_fail_one(studies[t.study_name], storage, t, retry) for t in running)
-    return TrialsReport(journal, check_journal(journal, open_trials=True), actions)
+    left = tuple(TrialOutcome(t, TrialAction.SKIPPED, busy) for t in busy_trials(report, running))
+    return TrialsReport(journal, check_journal(journal, open_trials=True), actions + left)
+
+
+def busy_trials(report: TrialsReport, acted: list[OpenTrial]) -> list[OpenTrial]:
+    done = {t.trial_id for t in acted}
+    return [t for t in report.health.open_trials if t.state == "RUNNING" and t.trial_id not in done]
+
+
+def _storage_for(
+    journal: str, running: list[OpenTrial], retry: bool, ignore_open: bool, kind: LockKind
+) -> tuple[Any, list[OpenTrial], str]:
+    """(storage, trials to fail, why the others are left). While nothing uses the journal,
+    every RUNNING trial; while workers run, only those whose worker a heartbeat proves dead,
+    written through a guarded storage (which waits for live holders and breaks dead ones)."""
+    action = "retry trials" if retry else "fail trials"
+    try:
+        refuse_if_in_use(
+            journal, os.stat(journal), action, any_lock_refuses=True, ignore_open=ignore_open
+        )
+    except Refused as busy:
+        proven = [t for t in running if t.evidence]
+        if not proven:
+            raise
+        from ..guard.storage import storage
+
+        reason = f"no heartbeat proves its worker dead, and the journal is in use: {busy}"
+        return storage(journal), proven, reason
+    return storage_in_dialect(journal, lock_kind_of(journal, kind)), running, ""
 
 
 def _fail_one(study: Any, storage: Any, trial: OpenTrial, retry: bool) -> TrialOutcome:
