@@ -29,7 +29,6 @@ class LockKind(str, enum.Enum):
 class LeftoverOrigin(str, enum.Enum):
     OPTUNA_RELEASE = "optuna-release"  # <J>.lock<uuid>.rename: a release cut short
     DOCTOR_BREAK = "doctor-break"  # <J>.lock.journal-doctor-<hex>.break: our own break cut short
-    GUARD_RECORD = "guard-record"  # <J>.lock.holder that no lock binds any more
 
 
 class TailHealth(str, enum.Enum):

@@ -25,6 +25,7 @@ from helpers import (
     doctor_json,
     line_count,
     poll,
+    running_trials,
     writes_journal,
 )
 
@@ -94,7 +95,8 @@ def test_killed_guarded_holder_is_orphaned_at_once_and_the_next_worker_goes_on(
         assert resumed.returncode == 0, resumed.stderr
         assert "broke" in resumed.stderr
         assert not os.path.lexists(lock)
-        assert not os.path.lexists(record_path(str(lock)))
+        # The record slot stays for the next holder, blank: it describes no lock.
+        assert parse(Path(record_path(str(lock))).read_bytes()) is None
     finally:
         workers.stop_all()
 
@@ -195,28 +197,43 @@ def test_a_stale_record_never_describes_a_later_plain_lock(tmp_path: Path) -> No
     assert guard.acquire()
     sidecar = Path(record_path(guard.path))
     kept = sidecar.read_bytes()
-    guard.release()
-    # A tool that knows nothing of records removed the lock; a plain worker took a new one.
-    sidecar.write_bytes(kept)
+    assert parse(kept) is not None
+    # The holder dies; a tool that knows nothing of records removes the lock, and a plain
+    # worker takes a new one: the dead holder's record is still there.
+    os.unlink(guard.path)
     time.sleep(1.1)  # a later second: the binding is the lock's whole-second mtime
     os.symlink("j.log", guard.path)
     _, document = doctor_json("scan", str(tmp_path))
     (judged,) = document["locks"]
     assert judged["record"] is None
     assert judged["verdict"] == "recent"  # judged as a plain lock
-    assert parse(kept) is not None
+    assert sidecar.read_bytes() == kept
+
+
+def kill_in_a_trial(journal: Path) -> None:
+    """SIGKILL a guarded worker whose objective sleeps, once it has a trial RUNNING."""
+    workers = Workers(extra=(*GUARDED, "--sleep", "0.3"))
+    try:
+        for _ in range(10):
+            before = running_trials(journal) if journal.exists() else 0
+            victim = workers.start(journal, trials=100)
+
+            def started(before: int = before) -> bool:
+                return line_count(journal) > 8 and running_trials(journal) > before
+
+            assert poll(started, 60)
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+            if running_trials(journal) > before:
+                return
+        raise AssertionError("no kill left a RUNNING trial in 10 attempts")
+    finally:
+        workers.stop_all()
 
 
 def test_trial_heartbeats_fail_and_retry_a_killed_workers_trial(tmp_path: Path) -> None:
     journal = tmp_path / "j.log"
-    workers = Workers(extra=(*GUARDED, "--sleep", "0.3"))
-    try:
-        victim = workers.start(journal, trials=100)
-        assert poll(lambda: line_count(journal) > 12, 60)
-        victim.send_signal(signal.SIGKILL)
-        victim.wait()
-    finally:
-        workers.stop_all()
+    kill_in_a_trial(journal)
     running = [t for t in load(journal).trials if t.state.name == "RUNNING"]
     assert len(running) == 1  # the objective sleeps: the kill landed inside a trial
     killed = running[0].number
@@ -295,14 +312,7 @@ def test_trials_fail_acts_on_heartbeat_proof_while_other_workers_run(tmp_path: P
     from helpers import holding_open
 
     journal = tmp_path / "j.log"
-    workers = Workers(extra=(*GUARDED, "--sleep", "0.3"))
-    try:
-        victim = workers.start(journal, trials=100)
-        assert poll(lambda: line_count(journal) > 12, 60)
-        victim.kill()
-        victim.wait()
-    finally:
-        workers.stop_all()
+    kill_in_a_trial(journal)
     study = load(journal)
     (proven,) = [t.number for t in study.trials if t.state.name == "RUNNING"]
     unproven = study.ask().number  # a plain worker's trial: RUNNING, no heartbeat at all

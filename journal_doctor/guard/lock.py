@@ -32,11 +32,11 @@ import uuid
 from ..locks.discover import LockCandidate, lock_path
 from ..model import LockKind, LockReport, OutcomeKind, Thresholds, Verdict
 from .record import (
+    BLANK_SLOT,
+    RECORD_SLOT,
     HolderRecord,
     Liveness,
     judge_record,
-    parse,
-    read_bytes,
     read_record,
     record_path,
     same_host,
@@ -49,6 +49,9 @@ HEARTBEAT_INTERVAL = 2.0  # seconds between beats while the lock is held
 GRACE_PERIOD = 10.0  # five beats: a holder silent this long is dead or frozen
 LOG_EVERY = 10.0
 _MAX_BACKOFF = 1.0
+# A hold lasts a write and an fsync (milliseconds). Only a lock that stays the same file longer
+# than this is worth judging; until then a waiter only backs off (as Optuna's own does).
+_JUDGE_AFTER = 0.02
 
 
 class LockTimeout(TimeoutError):
@@ -80,6 +83,8 @@ class GuardedLock:
         self._target = os.path.basename(journal)
         self._held: tuple[int, int] | None = None  # (device, inode) of the lock we made
         self._record: HolderRecord | None = None
+        self._template: HolderRecord | None = None  # who this process is, read once
+        self._sidecar_fd: int | None = None  # a symlink lock's record file, kept open
         self._beat = threading.Condition()
         self._thread: threading.Thread | None = None
         self.lost = 0  # times the lock was found broken while held (fencing)
@@ -89,12 +94,24 @@ class GuardedLock:
     def acquire(self) -> bool:
         started = time.monotonic()
         backoff, next_log = 0.001, started + LOG_EVERY
+        seen: tuple[int, int, int] | None = None  # the lock in the way, and since when
+        since = started
+        waiting_on = "a holder for a moment."
         while True:
             if self._take():
                 return True
-            waiting_on = self._break_if_dead()
-            if waiting_on is None:
-                continue  # broken, or released meanwhile: try again at once
+            try:
+                st = os.lstat(self.path)
+            except FileNotFoundError:
+                continue  # released meanwhile: try again at once
+            if seen != (st.st_dev, st.st_ino, st.st_mtime_ns):
+                seen, since = (st.st_dev, st.st_ino, st.st_mtime_ns), time.monotonic()
+            elif time.monotonic() - since >= _JUDGE_AFTER:
+                judged = self._break_if_dead()
+                if judged is None:
+                    seen = None
+                    continue  # broken, or released meanwhile: try again at once
+                waiting_on = judged
             now = time.monotonic()
             if self.timeout is not None and now - started >= self.timeout:
                 raise LockTimeout(
@@ -133,13 +150,13 @@ class GuardedLock:
         return True
 
     def _new_record(self, token: str, mtime: int, target: str | None) -> HolderRecord:
-        return this_process(
-            token=token,
-            interval=self.heartbeat_interval,
-            grace=self.grace_period,
-            lock_mtime=mtime,
-            target=target,
-        )
+        if self._template is None:
+            self._template = this_process(
+                token="", interval=self.heartbeat_interval, grace=self.grace_period
+            )
+        now = time.time()
+        return self._template._replace(token=token, lock_mtime=mtime, lock_target=target,
+                                       acquired_at=now, heartbeat_at=now)  # fmt: skip
 
     def _break_if_dead(self) -> str | None:
         """None when the lock is gone or was just broken; else who is waited on, and why."""
@@ -190,13 +207,14 @@ class GuardedLock:
 
     def still_held(self) -> bool:
         """Fencing: is the lock at the path still the one this process made?"""
-        if self._held is None:
-            return False
+        return self._held is not None and self._still(self._held)
+
+    def _still(self, held: tuple[int, int]) -> bool:
         try:
             st = os.lstat(self.path)
         except OSError:
             return False
-        return (st.st_dev, st.st_ino) == self._held
+        return (st.st_dev, st.st_ino) == held
 
     def _start_beating(self) -> None:
         with self._beat:
@@ -239,14 +257,27 @@ class GuardedLock:
                 os.close(fd)
         self._record = record
 
-    def _write_sidecar(self, record: HolderRecord) -> None:
-        temp = f"{record_path(self.path)}.{record.token}.tmp"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-        try:
-            os.write(fd, record.to_json())
-        finally:
-            os.close(fd)
-        os.replace(temp, record_path(self.path))
+    def _write_sidecar(self, record: HolderRecord | None) -> None:
+        """Overwrite the record slot in place (None: blank it, the lock is being released).
+
+        Only the holder writes it. A reader that catches it half written or blank finds no
+        record and judges the lock by its age (the cautious way). The file stays: creating and
+        removing it on every hold costs more than Optuna's whole lock."""
+        fd = self._sidecar()
+        data = record.to_json(RECORD_SLOT) if record else BLANK_SLOT
+        os.pwrite(fd, data, 0)
+        if len(data) != RECORD_SLOT:  # a record longer than the slot (a very long host name)
+            os.ftruncate(fd, len(data))
+
+    def _sidecar(self) -> int:
+        fd = self._sidecar_fd
+        if fd is not None and os.fstat(fd).st_nlink > 0:
+            return fd
+        if fd is not None:
+            os.close(fd)  # a breaker removed it with a dead holder's record: start a new one
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        self._sidecar_fd = os.open(record_path(self.path), flags, 0o644)
+        return self._sidecar_fd
 
     # --- release -----------------------------------------------------------------------------
 
@@ -257,8 +288,10 @@ class GuardedLock:
             self._beat.notify()
         if held is None:
             return
-        if self.kind is LockKind.SYMLINK and record is not None:
-            _remove_own_record(self.path, record.token)
+        if self.kind is LockKind.SYMLINK and record is not None and self._still(held):
+            # Still ours, so the record is ours (a breaker removes it before breaking): blank
+            # it before the lock goes, so it never describes a later lock.
+            self._write_sidecar(None)
         released = f"{self.path}{uuid.uuid4()}.rename"  # Optuna's release name
         try:
             os.rename(self.path, released)
@@ -284,12 +317,3 @@ def _taken(err: OSError, path: str) -> bool:
     if err.errno == errno.EEXIST:
         return True
     return err.errno in (errno.EPERM, errno.EACCES) and os.path.lexists(path)
-
-
-def _remove_own_record(lock: str, token: str) -> None:
-    """Remove the sidecar if it is still this acquisition's (compared by token)."""
-    path = record_path(lock)
-    read = read_bytes(path)
-    if read is not None and (record := parse(read[0])) is not None and record.token == token:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)

@@ -28,6 +28,8 @@ FORMAT = "journal-doctor/holder-record/1"
 RECORD_SUFFIX = ".holder"  # <journal>.lock.holder
 HEARTBEATS_SUFFIX = ".heartbeats"  # <journal>.heartbeats/<trial id>
 MAX_RECORD = 4096
+RECORD_SLOT = 1024  # a symlink lock's record is overwritten in place, padded to this size
+BLANK_SLOT = b" " * (RECORD_SLOT - 1) + b"\n"  # no record: the lock is being released
 
 
 class HolderRecord(NamedTuple):
@@ -47,9 +49,11 @@ class HolderRecord(NamedTuple):
     lock_mtime: int  # symlink locks: the lock's mtime in whole seconds (the binding)
     lock_target: str | None  # symlink locks: the target as written
 
-    def to_json(self) -> bytes:
+    def to_json(self, pad: int = 0) -> bytes:
+        """One JSON line; with `pad`, space-padded to that many bytes (a fixed slot)."""
         document: dict[str, Any] = {"format": FORMAT, **self._asdict()}
-        return json.dumps(document, separators=(",", ":")).encode() + b"\n"
+        data = json.dumps(document, separators=(",", ":")).encode()
+        return data.ljust(pad - 1) + b"\n" if pad else data + b"\n"
 
     @property
     def who(self) -> str:
