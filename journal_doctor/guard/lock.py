@@ -32,7 +32,6 @@ import uuid
 from ..locks.discover import LockCandidate, lock_path
 from ..model import LockKind, LockReport, OutcomeKind, Thresholds, Verdict
 from .record import (
-    BLANK_SLOT,
     RECORD_SLOT,
     HolderRecord,
     Liveness,
@@ -85,7 +84,8 @@ class GuardedLock:
         self._record: HolderRecord | None = None
         self._template: HolderRecord | None = None  # who this process is, read once
         self._sidecar_fd: int | None = None  # a symlink lock's record file, kept open
-        self._beat = threading.Condition()
+        self._beat = threading.Lock()  # the heartbeat and release() never overlap
+        self._beaten_at = 0.0
         self._thread: threading.Thread | None = None
         self.lost = 0  # times the lock was found broken while held (fencing)
 
@@ -131,8 +131,8 @@ class GuardedLock:
             if self.kind is LockKind.SYMLINK:
                 os.symlink(self._target, self.path)
                 st = os.lstat(self.path)
-                record = self._new_record(token, int(st.st_mtime), self._target)
-                self._write_sidecar(record)
+                record = self._new_record(token, 0, self._target)
+                self._bind_sidecar(st.st_mtime_ns)
             else:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
                 try:
@@ -152,8 +152,13 @@ class GuardedLock:
     def _new_record(self, token: str, mtime: int, target: str | None) -> HolderRecord:
         if self._template is None:
             self._template = this_process(
-                token="", interval=self.heartbeat_interval, grace=self.grace_period
+                token=uuid.uuid4().hex,
+                interval=self.heartbeat_interval,
+                grace=self.grace_period,
+                target=self._target,
             )
+        if self.kind is LockKind.SYMLINK:
+            return self._template  # one per process: a hold only binds it (by mtime)
         now = time.time()
         return self._template._replace(token=token, lock_mtime=mtime, lock_target=target,
                                        acquired_at=now, heartbeat_at=now)  # fmt: skip
@@ -217,33 +222,38 @@ class GuardedLock:
         return (st.st_dev, st.st_ino) == held
 
     def _start_beating(self) -> None:
-        with self._beat:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._beat_while_held, name="journal-doctor-heartbeat", daemon=True
-                )
-                self._thread.start()
-            self._beat.notify()
+        # No wake-up per hold: a hold lasts milliseconds, and waking a thread twice for each
+        # cost a third of the append rate. The thread ticks on its own, a quarter interval
+        # apart, and beats for a hold that has lasted an interval since its last beat.
+        self._beaten_at = time.monotonic()
+        if self._thread is None:
+            with self._beat:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._beat_while_held, name="journal-doctor-heartbeat", daemon=True
+                    )
+                    self._thread.start()
 
     def _beat_while_held(self) -> None:
-        with self._beat:
-            while True:
-                while self._held is None:
-                    self._beat.wait()
-                # Wake at the next beat, or at once when the lock is released.
-                if not self._beat.wait(self.heartbeat_interval) and self._held is not None:
+        while True:
+            time.sleep(self.heartbeat_interval / 4)
+            with self._beat:  # release() takes it too: never beat a lock being released
+                due = time.monotonic() - self._beaten_at >= self.heartbeat_interval
+                if self._held is not None and due:
                     with contextlib.suppress(OSError):
                         self._refresh()
+                    self._beaten_at = time.monotonic()
 
     def _refresh(self) -> None:
         """One beat: a fresh record, and the mtime Optuna's own waiters watch."""
         assert self._record is not None
         record = self._record._replace(heartbeat_at=time.time())
         if self.kind is LockKind.SYMLINK:
-            if not self.still_held():
-                return
-            self._write_sidecar(record)
-            os.utime(self.journal)  # Optuna's waiters stat the link, i.e. the journal
+            if self.still_held():
+                # The heartbeat of a symlink lock is the journal's mtime: what Optuna's own
+                # waiters watch (they stat the link), and what the doctor ages.
+                os.utime(self.journal)
+            return
         else:
             fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
             try:
@@ -257,17 +267,20 @@ class GuardedLock:
                 os.close(fd)
         self._record = record
 
-    def _write_sidecar(self, record: HolderRecord | None) -> None:
-        """Overwrite the record slot in place (None: blank it, the lock is being released).
-
-        Only the holder writes it. A reader that catches it half written or blank finds no
-        record and judges the lock by its age (the cautious way). The file stays: creating and
-        removing it on every hold costs more than Optuna's whole lock."""
+    def _bind_sidecar(self, lock_mtime_ns: int) -> None:
+        """Bind this process's record to the lock just taken: the record file's mtime becomes
+        the lock's (0 unbinds it). Only metadata changes per hold; the content is written when
+        another process's record is there. Only the holder binds it; a reader that catches it
+        half written or unbound judges the lock by its age (the cautious way)."""
         fd = self._sidecar()
-        data = record.to_json(RECORD_SLOT) if record else BLANK_SLOT
-        os.pwrite(fd, data, 0)
-        if len(data) != RECORD_SLOT:  # a record longer than the slot (a very long host name)
-            os.ftruncate(fd, len(data))
+        if lock_mtime_ns:
+            assert self._template is not None
+            data = self._template.to_json(RECORD_SLOT)
+            if os.pread(fd, RECORD_SLOT, 0) != data:
+                os.pwrite(fd, data, 0)
+                if len(data) != RECORD_SLOT:  # a record longer than the slot
+                    os.ftruncate(fd, len(data))
+        os.utime(fd, ns=(lock_mtime_ns, lock_mtime_ns))
 
     def _sidecar(self) -> int:
         fd = self._sidecar_fd
@@ -285,13 +298,12 @@ class GuardedLock:
         with self._beat:
             held, record = self._held, self._record
             self._held = self._record = None
-            self._beat.notify()
         if held is None:
             return
         if self.kind is LockKind.SYMLINK and record is not None and self._still(held):
-            # Still ours, so the record is ours (a breaker removes it before breaking): blank
+            # Still ours, so the record is ours (a breaker removes it before breaking): unbind
             # it before the lock goes, so it never describes a later lock.
-            self._write_sidecar(None)
+            self._bind_sidecar(0)
         released = f"{self.path}{uuid.uuid4()}.rename"  # Optuna's release name
         try:
             os.rename(self.path, released)

@@ -3,11 +3,13 @@ other tools read. The format is documented in the README ("The holder record") a
 
 Where it lives:
 - an open (O_EXCL) lock: inside the lock file itself, so it can only describe that very file;
-- a symlink lock: beside it, `<journal>.lock.holder`, bound to the lock by its target and its
-  mtime (whole seconds: what every host and sshfs agree on). The holder writes it right after
-  taking the lock and removes it before releasing; a breaker removes it, verified, before
-  breaking the lock. So a record never outlives its lock but through a tool that knows nothing
-  of records, and then its mtime tells it from any later lock.
+- a symlink lock: beside it, `<journal>.lock.holder`, holding the record of the process that
+  last held the lock, bound to the lock by its mtime: right after taking the lock the holder
+  sets the file's mtime to the lock's, and to 0 before releasing it (whole seconds are
+  compared: what every host and sshfs agree on). A breaker removes it, verified, before
+  breaking the lock. So a record never describes a later lock but through a tool that knows
+  nothing of records, and then the mtimes tell them apart. Its heartbeat is the journal's
+  mtime, which the holder touches while it holds the lock: what Optuna's own waiters watch.
 - a trial's heartbeat: `<journal>.heartbeats/<trial id>`.
 
 Nothing here imports optuna or the lock modules: `scan` reads records on its fast path.
@@ -28,8 +30,7 @@ FORMAT = "journal-doctor/holder-record/1"
 RECORD_SUFFIX = ".holder"  # <journal>.lock.holder
 HEARTBEATS_SUFFIX = ".heartbeats"  # <journal>.heartbeats/<trial id>
 MAX_RECORD = 4096
-RECORD_SLOT = 1024  # a symlink lock's record is overwritten in place, padded to this size
-BLANK_SLOT = b" " * (RECORD_SLOT - 1) + b"\n"  # no record: the lock is being released
+RECORD_SLOT = 1024  # a symlink lock's record file: one process's record, padded to this size
 
 
 class HolderRecord(NamedTuple):
@@ -116,8 +117,17 @@ def read_record(lock: str, lock_st: os.stat_result, target: str | None) -> Found
     record = parse(read[0]) if read else None
     if record is None or read is None:
         return None
-    bound = record.lock_mtime == int(lock_st.st_mtime) and record.lock_target == target
-    return Found(record, read[1].st_mtime) if bound else None
+    # Bound: its holder set the record file's mtime to the lock's when it took it (whole
+    # seconds, what every host and sshfs agree on), and to 0 before releasing it.
+    record_mtime = int(read[1].st_mtime)
+    bound = record_mtime == int(lock_st.st_mtime) and record_mtime > 0
+    if not bound or record.lock_target != target:
+        return None
+    try:
+        beat = os.stat(lock[: -len(".lock")]).st_mtime  # the journal: the heartbeat
+    except OSError:
+        return None
+    return Found(record, beat)
 
 
 # --- who this process is ------------------------------------------------------------------
