@@ -51,6 +51,7 @@ _MAX_BACKOFF = 1.0
 # A hold lasts a write and an fsync (milliseconds). Only a lock that stays the same file longer
 # than this is worth judging; until then a waiter only backs off (as Optuna's own does).
 _JUDGE_AFTER = 0.02
+_REAL_REFUSAL = 20  # EPERM on a free name this many times in a row: a real permission error
 
 
 class LockTimeout(TimeoutError):
@@ -88,6 +89,7 @@ class GuardedLock:
         self._beaten_at = 0.0
         self._thread: threading.Thread | None = None
         self.lost = 0  # times the lock was found broken while held (fencing)
+        self._refusals = 0
 
     # --- acquire ---------------------------------------------------------------------------
 
@@ -142,9 +144,18 @@ class GuardedLock:
                 finally:
                     os.close(fd)
         except OSError as err:
-            if _taken(err, self.path):
+            if err.errno == errno.EEXIST:
                 return False
-            raise
+            if err.errno not in (errno.EPERM, errno.EACCES):
+                raise
+            # sshfs answers EPERM for an exclusive create on a name that exists (Optuna only
+            # retries EEXIST, and crashes there). The holder may release it before we look:
+            # only an EPERM while the name stays free, again and again, is a real refusal.
+            self._refusals = 0 if os.path.lexists(self.path) else self._refusals + 1
+            if self._refusals >= _REAL_REFUSAL:
+                raise
+            return False
+        self._refusals = 0
         self._held, self._record = (st.st_dev, st.st_ino), record
         self._start_beating()
         return True
@@ -321,11 +332,3 @@ class GuardedLock:
         except FileExistsError:
             return  # a newer lock took the name; the one found stays as a leftover
         os.unlink(released)
-
-
-def _taken(err: OSError, path: str) -> bool:
-    """Did the exclusive create fail because the name is taken? sshfs says EPERM for O_EXCL on
-    an existing name (Optuna only retries EEXIST and crashes there): confirm by lstat."""
-    if err.errno == errno.EEXIST:
-        return True
-    return err.errno in (errno.EPERM, errno.EACCES) and os.path.lexists(path)

@@ -123,11 +123,22 @@ def read_record(lock: str, lock_st: os.stat_result, target: str | None) -> Found
     bound = record_mtime == int(lock_st.st_mtime) and record_mtime > 0
     if not bound or record.lock_target != target:
         return None
+    beat = fresh_mtime(lock[: -len(".lock")])  # the journal's mtime: the heartbeat
+    return Found(record, beat) if beat is not None else None
+
+
+def fresh_mtime(path: str) -> float | None:
+    """The mtime as the server has it now: through sshfs a stat() answers from a cache of up
+    to 20 s (measured on the two-host bed), which would age a live holder's heartbeat; an
+    open() revalidates it (NFS does the same: close-to-open consistency)."""
     try:
-        beat = os.stat(lock[: -len(".lock")]).st_mtime  # the journal: the heartbeat
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
-    return Found(record, beat)
+    try:
+        return os.fstat(fd).st_mtime
+    finally:
+        os.close(fd)
 
 
 # --- who this process is ------------------------------------------------------------------
