@@ -431,6 +431,70 @@ def _timed_resume(journal: Path) -> float:
     return time.perf_counter() - start
 
 
+# 7. watch ------------------------------------------------------------------------------------
+
+
+def bench_watch(work: Path) -> None:
+    from journal_doctor.demo import _crash_holding_lock
+
+    tree = work / "watch-tree"
+    tree.mkdir()
+    entries = build_tree(tree, studies=100, locks_every=10)
+    watcher = subprocess.Popen([*DOCTOR, "watch", str(tree)], stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(2)  # start-up
+        before = psutil_cpu(watcher.pid)
+        seconds = 30.0
+        time.sleep(seconds)
+        share = (psutil_cpu(watcher.pid) - before) / seconds * 100
+    finally:
+        watcher.terminate()
+        watcher.wait()
+    ROWS.append(Row(f"watch CPU at the default 5 s interval ({entries:,}-entry tree)",
+                    f"{share:.2f}% of a core", "-", None, "<= 1%", share <= 1.0))  # fmt: skip
+    # An Optuna worker resumed on a dangling lock (`runs/j.log`) never recovers alone.
+    parent = work / "dangling"
+    (parent / "runs").mkdir(parents=True)
+    procs: list[subprocess.Popen[bytes]] = []
+    interval, min_age = 5.0, 5.0
+    try:
+        os.chdir(parent)
+        _crash_holding_lock("runs/j.log", procs)
+        startup = _timed_plain_resume(parent, "fresh.log")
+        watcher = subprocess.Popen([*DOCTOR, "watch", "--interval", str(interval), "--min-age",
+                                    str(min_age), str(parent)], stdout=subprocess.DEVNULL)  # fmt: skip
+        try:
+            took = _timed_plain_resume(parent, "runs/j.log")
+        finally:
+            watcher.terminate()
+            watcher.wait()
+    finally:
+        os.chdir(work)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    bound = interval + min_age + startup
+    ROWS.append(Row("Optuna worker resumed on a dangling lock, watch running",
+                    f"finished in {took:.1f} s", f"interval + min-age + its start-up ({startup:.1f}"
+                    f" s): {bound:.1f} s; alone: never", None, "<= that", took <= bound))  # fmt: skip
+
+
+def psutil_cpu(pid: int) -> float:
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def _timed_plain_resume(cwd: Path, journal: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([PYTHON, "-m", "journal_doctor.demo.worker", journal, "--trials", "3"],
+                   cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   timeout=120)  # fmt: skip
+    return time.perf_counter() - start
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -472,6 +536,7 @@ def main() -> None:
         if not args.skip_resume:
             bench_resume(work)
         bench_guarded(work, repeats)
+        bench_watch(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     render()

@@ -45,6 +45,13 @@ Examples:
   journal-doctor clean --dry-run runs/      # what would be removed, and why
   journal-doctor clean --force --wait 60 runs/ && python train.py   # pre-resume step
 """,
+    "watch": """
+\b
+Examples:
+  journal-doctor watch /shared/runs                  # heal while the fleet runs (Ctrl-C ends)
+  journal-doctor watch --json --interval 2 runs/ >> heal.log
+  journal-doctor watch --fail-stale-trials --shared /mnt/nfs/runs
+""",
     "check": """
 \b
 Examples:
@@ -368,6 +375,69 @@ def clean(
         reporter.close()
     render_clean(report, json_output, quiet, asked=confirm.asked)  # type: ignore[attr-defined]
     return 1 if report.needs_attention() else 0
+
+
+@app.command(epilog=EXAMPLES["watch"] + EXIT_CODES)
+def watch(
+    paths: Paths = None,
+    interval: Annotated[
+        float,
+        seconds_option("--interval", "Seconds between passes (each pass is `clean --force`)."),
+    ] = 5.0,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="One JSON object per event and line, nothing else.")
+    ] = False,
+    min_age: MinAge = MIN_AGE,
+    shared_min_age: SharedMinAge = SHARED_MIN_AGE,
+    shared: Shared = False,
+    fail_stale_trials: Annotated[
+        bool,
+        typer.Option(
+            "--fail-stale-trials",
+            help="Also mark FAIL the RUNNING trials whose guarded worker (journal_doctor."
+            "storage) a heartbeat proves dead; nothing without that proof.",
+        ),
+    ] = False,
+) -> int:
+    """Keep healing while a fleet runs: `clean --force` every --interval, until SIGINT/SIGTERM.
+
+    One line per event on stdout, flushed at once (--json: one object with time, event,
+    path, verdict, reason): removed, stuck/unknown (first seen), cleared, conflict, failed,
+    unreadable, missing (a root that vanished), trial-failed. Removes only what is orphaned,
+    through the same break protocol as clean. Ends between passes, never inside a removal;
+    exit 0.
+    """
+    import signal
+    import threading
+
+    from .watch import watch as watch_core
+
+    if interval <= 0:
+        raise UsageError("--interval must be > 0 seconds")
+    stop = threading.Event()
+
+    def finish(signum: int, frame: object) -> None:
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, finish)
+    for event in watch_core(paths or ".", interval=interval, min_age=min_age,
+                            shared_min_age=shared_min_age, shared=shared,
+                            fail_stale_trials=fail_stale_trials, stop=stop):  # fmt: skip
+        echo_lines([jsonout.event_line(event) if json_output else _event_text(event)])
+    return 0
+
+
+def _event_text(event: Any) -> str:
+    import time
+
+    from .render.plain import logfmt
+
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(event.time))
+    return f"{stamp} " + logfmt(
+        (("event", event.event), ("path", display_path(event.path)),
+         ("verdict", event.verdict or "-"), ("reason", display_path(event.reason)))
+    )  # fmt: skip
 
 
 Journals = Annotated[

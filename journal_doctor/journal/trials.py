@@ -156,3 +156,23 @@ def _fail_one(study: Any, storage: Any, trial: OpenTrial, retry: bool) -> TrialO
         )
     study.enqueue_trial(frozen.params, user_attrs={"journal_doctor_retry_of": trial.number})
     return TrialOutcome(trial, TrialAction.RETRIED, f"params {frozen.params} enqueued again")
+
+
+def fail_proven(journal: str) -> tuple[TrialOutcome, ...]:
+    """FAIL exactly the RUNNING trials whose guarded worker a heartbeat proves dead, while the
+    fleet runs (for `watch --fail-stale-trials`); nothing without that proof."""
+    health = list_trials(journal).health
+    proven = [t for t in health.open_trials if t.state == "RUNNING" and t.evidence]
+    if not proven or not health.healthy:
+        return ()
+    import optuna
+
+    from ..guard.storage import storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    guarded = storage(journal)
+    studies = {
+        name: optuna.load_study(study_name=name, storage=guarded)
+        for name in {t.study_name for t in proven}
+    }
+    return tuple(_fail_one(studies[t.study_name], guarded, t, retry=False) for t in proven)

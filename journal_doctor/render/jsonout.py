@@ -237,3 +237,21 @@ def trials_json(report: TrialsReport) -> dict[str, Any]:
             for a in report.actions
         ],
     }
+
+
+def event_line(event: Any) -> str:
+    """One `watch` event as one compact JSON line."""
+    document = {
+        "time": _iso(event.time),
+        "event": event.event,
+        "path": json_path(event.path),
+        "verdict": event.verdict or None,
+        "reason": event.reason,
+    }
+    try:
+        import orjson
+    except ImportError:  # pragma: no cover - orjson is a dependency
+        import json
+
+        return json.dumps(document)
+    return orjson.dumps(document).decode()
