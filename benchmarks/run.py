@@ -477,7 +477,8 @@ def bench_watch(work: Path) -> None:
     bound = interval + min_age + startup
     baseline = f"interval + min-age + its start-up ({startup:.1f} s): {bound:.1f} s; alone: never"
     ROWS.append(Row("Optuna worker resumed on a dangling lock, watch running",
-                    f"finished in {took:.1f} s", baseline, None, "<= that", took <= bound))  # fmt: skip
+                    f"finished in {took:.1f} s", baseline, None, "<= that",
+                    took <= bound))  # fmt: skip
 
 
 def psutil_cpu(pid: int) -> float:
