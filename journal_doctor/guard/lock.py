@@ -83,13 +83,16 @@ class GuardedLock:
         self._target = os.path.basename(journal)
         self._held: tuple[int, int] | None = None  # (device, inode) of the lock we made
         self._record: HolderRecord | None = None
-        self._template: HolderRecord | None = None  # who this process is, read once
         self._sidecar_fd: int | None = None  # a symlink lock's record file, kept open
         self._beat = threading.Lock()  # the heartbeat and release() never overlap
         self._beaten_at = 0.0
         self._thread: threading.Thread | None = None
         self.lost = 0  # times the lock was found broken while held (fencing)
         self._refusals = 0
+        # Who this process is, read now: built inside the first hold, it left a window of
+        # tens of milliseconds (psutil's import) in which a kill left a lock with no record.
+        self._template = this_process(token=uuid.uuid4().hex, interval=heartbeat_interval,
+                                      grace=grace_period, target=self._target)  # fmt: skip
 
     # --- acquire ---------------------------------------------------------------------------
 
@@ -161,13 +164,6 @@ class GuardedLock:
         return True
 
     def _new_record(self, token: str, mtime: int, target: str | None) -> HolderRecord:
-        if self._template is None:
-            self._template = this_process(
-                token=uuid.uuid4().hex,
-                interval=self.heartbeat_interval,
-                grace=self.grace_period,
-                target=self._target,
-            )
         if self.kind is LockKind.SYMLINK:
             return self._template  # one per process: a hold only binds it (by mtime)
         now = time.time()
@@ -285,7 +281,6 @@ class GuardedLock:
         half written or unbound judges the lock by its age (the cautious way)."""
         fd = self._sidecar()
         if lock_mtime_ns:
-            assert self._template is not None
             data = self._template.to_json(RECORD_SLOT)
             if os.pread(fd, RECORD_SLOT, 0) != data:
                 os.pwrite(fd, data, 0)
