@@ -175,3 +175,38 @@ def test_every_command_help_has_examples_and_exit_codes(command: str) -> None:
     page = run_doctor(command, "--help").stdout
     assert "Examples:" in page
     assert "Exit codes:" in page
+
+
+def readme_options() -> dict[str, set[str]]:
+    """The README's options table: command -> every option spelling it lists."""
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    table = text.split("| command | options |", 1)[1].split("\n\n", 1)[0]
+    found: dict[str, set[str]] = {}
+    for row in table.splitlines()[2:]:
+        command, options = (cell.strip(" `") for cell in row.strip("|").split("|"))
+        spellings = set()
+        for option in options.split(", "):
+            flag = option.strip("`").split(" ")[0]
+            spellings.update(flag.split("/") if flag.startswith("-") else [flag])
+        found[command] = {s for s in spellings if s.startswith("-")}
+    return found
+
+
+def test_readme_options_table_agrees_with_help() -> None:
+    """Every option a command has is in the README's table, and nothing else is."""
+    import typer.main
+
+    from journal_doctor.cli import app
+
+    group = typer.main.get_command(app)
+    documented = readme_options()
+    commands = group.commands  # type: ignore[attr-defined]
+    assert set(documented) == set(commands)
+    for name, command in commands.items():
+        actual = {
+            spelling
+            for param in command.params
+            if not getattr(param, "hidden", False) and param.param_type_name == "option"
+            for spelling in (*param.opts, *param.secondary_opts)
+        } - {"-h", "--help"}
+        assert documented[name] == actual, name
