@@ -496,6 +496,34 @@ def _timed_plain_resume(cwd: Path, journal: str) -> float:
     return time.perf_counter() - start
 
 
+# 8. migrate ----------------------------------------------------------------------------------
+
+COPY_STUDY = """
+import sys, optuna
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+source = JournalStorage(JournalFileBackend(sys.argv[1]))
+for study in source.get_all_studies():
+    optuna.copy_study(from_study_name=study.study_name, from_storage=source, to_storage=sys.argv[2])
+"""
+
+
+def bench_migrate(work: Path) -> None:
+    journal = work / "migrate.log"
+    write_journal(str(journal), 8_000_000)
+    from journal_doctor.journal.check import check_journal
+
+    trials = sum(check_journal(str(journal)).trials_by_state.values())
+    ours, ours_rss = run_with_rss([*DOCTOR, "migrate", "--force", str(journal),
+                                   f"sqlite:///{work / 'ours.db'}"])  # fmt: skip
+    base, base_rss = run_with_rss([PYTHON, "-c", COPY_STUDY, str(journal),
+                                   f"sqlite:///{work / 'base.db'}"])  # fmt: skip
+    ROWS.append(Row(f"migrate to SQLite, {trials:,} trials (copy and verify)",
+                    f"{ours:.1f} s, {ours_rss / 1e6:.0f} MB peak",
+                    f"optuna.copy_study: {base:.1f} s, {base_rss / 1e6:.0f} MB peak",
+                    ours / base, "time <= 1x", ours <= base))  # fmt: skip
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -538,6 +566,7 @@ def main() -> None:
             bench_resume(work)
         bench_guarded(work, repeats)
         bench_watch(work)
+        bench_migrate(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     render()

@@ -52,6 +52,13 @@ Examples:
   journal-doctor watch --json --interval 2 runs/ >> heal.log
   journal-doctor watch --fail-stale-trials --shared /mnt/nfs/runs
 """,
+    "migrate": """
+\b
+Examples:
+  journal-doctor migrate --dry-run runs/study.log sqlite:///study.db
+  journal-doctor migrate --force runs/study.log postgresql+psycopg://user@db/optuna
+  journal-doctor migrate --force --study s1 runs/study.log redis://localhost:6379/0
+""",
     "check": """
 \b
 Examples:
@@ -625,6 +632,104 @@ def trials(
         render_trials(out(), report)
     running = [t for t in report.health.open_trials if t.state == "RUNNING"]
     return 1 if running else 0
+
+
+@app.command(epilog=EXAMPLES["migrate"] + EXIT_CODES)
+def migrate(
+    journal: Annotated[
+        str, typer.Argument(help="The journal file.", metavar="JOURNAL", show_default=False)
+    ],
+    url: Annotated[
+        str,
+        typer.Argument(
+            help="Any RDB URL Optuna accepts (sqlite:///..., postgresql+psycopg://...,"
+            " mysql+pymysql://...) or redis://HOST:PORT/DB (JournalRedisBackend).",
+            metavar="URL",
+            show_default=False,
+        ),
+    ],
+    study: Annotated[
+        list[str] | None,
+        typer.Option("--study", metavar="NAME", help="Only this study (repeatable)."),
+    ] = None,
+    dry_run: DryRun = False,
+    force: Force = False,
+    json_output: JsonOption = False,
+) -> int:
+    """Copy a journal's studies to a database, then verify the copy trial by trial.
+
+    Refused (exit 1, nothing created in the target) while the journal's lock is anything but
+    orphaned or a process has it open, when the journal is damaged (run `repair` first), or when
+    a study of the same name exists in the target. Copies directions, study attrs and every
+    trial in order (state, including RUNNING and WAITING; params; values; intermediate values;
+    attrs; times), loads both sides and compares them; prints the line to use in the training
+    script. Asks before copying; --force skips the question. Exit 0 when verified, 1 naming
+    the first difference.
+    """
+    from .journal.migrate import migrate as migrate_core
+
+    journal_or_fail(journal)
+    planned = migrate_core(journal, url, studies=study or (), dry_run=True)
+    if not dry_run and not force:
+        if not sys.stdin.isatty():
+            raise DoctorError(
+                f"refusing to migrate {journal} without confirmation (stdin is not a terminal):"
+                " pass --force to copy it or --dry-run to only show the plan."
+            )
+        _render_migrate(planned, json_output=False, stream=err_console() if json_output else None)
+        if not ask(f"Copy {len(planned.studies)} study(ies) to {url}?"):
+            return 1
+    report = (
+        planned
+        if dry_run
+        else migrate_core(journal, url, studies=study or (), progress=_copy_progress())
+    )
+    _render_migrate(report, json_output)
+    return 0 if dry_run or report.verified else 1
+
+
+def _copy_progress() -> Callable[[int, int], None] | None:
+    """A progress bar on stderr, on a terminal only."""
+    if not sys.stderr.isatty():
+        return None
+    from rich.progress import Progress
+
+    bar = Progress(console=err_console(), transient=True)
+    task = bar.add_task("copying trials", total=None)
+    bar.start()
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+        if done >= total:
+            bar.stop()
+
+    return update
+
+
+def _render_migrate(report: Any, json_output: bool, stream: Any = None) -> None:
+    if json_output:
+        print(jsonout.dumps(jsonout.migrate_json(report)))
+        return
+    lines = []
+    verb = "Copied" if report.performed else "Would copy"
+    for copy in report.studies:
+        states = ", ".join(f"{n} {s}" for s, n in sorted(copy.trials_by_state.items())) or "none"
+        lines.append(f"{verb} study {copy.name!r}: {sum(copy.trials_by_state.values())}"
+                     f" trial(s) ({states})")  # fmt: skip
+    if report.performed:
+        if report.difference is None:
+            lines.append(f"Verified: both sides load and every trial matches"
+                         f" ({report.elapsed_seconds:.1f} s).")  # fmt: skip
+            lines.append(f"In the training script: {report.storage_line}")
+        else:
+            lines.append(f"NOT verified: {report.difference}")
+    if stream is not None:
+        from rich.text import Text
+
+        for line in lines:
+            stream.print(Text(display_path(line)))
+    else:
+        echo_lines([display_path(line) for line in lines])
 
 
 @app.command()

@@ -83,9 +83,15 @@ def as_paths(paths: PathArg | Iterable[PathArg]) -> tuple[str, ...]:
 
 
 def check_roots(paths: PathArg | Iterable[PathArg]) -> tuple[tuple[str, RootKind], ...]:
+    return tuple((root, classify_root(root, _is_journal_file)) for root in as_paths(paths))
+
+
+def _is_journal_file(path: str) -> bool:
+    # Imported only for a PATH that is a file: a scan of a directory never loads the journal
+    # modules unless it finds something (start-up is a measured goal).
     from ..journal.probe import is_journal_file
 
-    return tuple((root, classify_root(root, is_journal_file)) for root in as_paths(paths))
+    return is_journal_file(path)
 
 
 def survey_for(observations: Sequence[LockObservation]) -> HolderSurvey:

@@ -255,3 +255,17 @@ def event_line(event: Any) -> str:
 
         return json.dumps(document)
     return orjson.dumps(document).decode()
+
+
+def migrate_json(report: Any) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "journal": json_path(report.journal),
+        "url": report.url,
+        "performed": report.performed,
+        "verified": report.verified,
+        "difference": report.difference,
+        "studies": [{"name": s.name, "trials_by_state": s.trials_by_state} for s in report.studies],
+        "storage_line": report.storage_line,
+        "elapsed_seconds": round(report.elapsed_seconds, 3),
+    }

@@ -1,0 +1,203 @@
+"""`journal-doctor migrate` to real databases: SQLite, and PostgreSQL and Redis servers started
+here in temporary directories (a unix socket; a free loopback port), stopped after."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+
+from journal_doctor.journal.migrate import same, trial_difference
+
+from helpers import PYTHON, Workers, doctor_json, holding_open, kill_mid_trial, poll, require
+
+pytestmark = pytest.mark.slow
+STUDY = "doctor-demo"
+
+
+def a_journal(tmp_path: Path, workers: Workers) -> Path:
+    """A real study left by a crash: COMPLETE trials, a RUNNING one, a WAITING one, a -0.0
+    intermediate value, NaN and a user attr."""
+    journal = tmp_path / "j.log"
+    kill_mid_trial(journal, workers)
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal))
+    )
+    study = optuna.load_study(study_name=STUDY, storage=storage)
+    study.set_user_attr("owner", "alice")
+    trial = study.ask()
+    trial.suggest_categorical("kind", ["a", "b"])
+    trial.report(-0.0, 1)
+    trial.report(float("nan"), 2)
+    study.tell(trial, 1.5)
+    study.enqueue_trial({"x": 0.25}, user_attrs={"why": "retry"})
+    return journal
+
+
+def migrate(journal: Path, url: str, *extra: str) -> tuple[int, dict[str, object]]:
+    return doctor_json("migrate", "--force", *extra, str(journal), url)
+
+
+def assert_same_studies(journal: Path, url: str) -> None:
+    source = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal))
+    )
+    if url.startswith("redis"):
+        from optuna.storages.journal import JournalRedisBackend
+
+        target = optuna.storages.JournalStorage(JournalRedisBackend(url))
+    else:
+        target = optuna.storages.RDBStorage(url)
+    a = optuna.load_study(study_name=STUDY, storage=source).trials
+    b = optuna.load_study(study_name=STUDY, storage=target).trials
+    assert [t.state.name for t in a] == [t.state.name for t in b]
+    assert {"RUNNING", "WAITING", "COMPLETE"} <= {t.state.name for t in b}
+    for x, y in zip(a, b, strict=True):
+        assert trial_difference(x, y) is None
+
+
+def test_migrate_to_sqlite_copies_and_verifies(tmp_path: Path, workers: Workers) -> None:
+    journal = a_journal(tmp_path, workers)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    code, dry = doctor_json("migrate", "--dry-run", str(journal), url)
+    assert code == 0
+    assert not (tmp_path / "study.db").exists()  # a dry run creates nothing
+    assert dry["performed"] is False
+    code, done = migrate(journal, url)
+    assert (code, done["verified"], done["difference"]) == (0, True, None)
+    assert done["storage_line"] == f"storage = optuna.storages.RDBStorage({url!r})"
+    assert_same_studies(journal, url)
+    # Again: the study exists in the target now. Refused, nothing copied twice.
+    result = subprocess.run([PYTHON, "-m", "journal_doctor", "migrate", "--force", str(journal),
+                             url], capture_output=True, text=True, check=False)  # fmt: skip
+    assert result.returncode == 1
+    assert "already has a study named 'doctor-demo'" in result.stderr
+
+
+def test_migrate_refuses_a_damaged_or_busy_journal_and_creates_nothing(
+    tmp_path: Path, workers: Workers
+) -> None:
+    journal = a_journal(tmp_path, workers)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    with holding_open(journal, "ab"):
+        result = subprocess.run([PYTHON, "-m", "journal_doctor", "migrate", "--force",
+                                 str(journal), url], capture_output=True, text=True,
+                                check=False)  # fmt: skip
+    assert result.returncode == 1
+    assert "has it open" in result.stderr
+    with open(journal, "ab") as f:
+        f.write(b'{"op_code":6,"wor')
+    result = subprocess.run([PYTHON, "-m", "journal_doctor", "migrate", "--force", str(journal),
+                             url], capture_output=True, text=True, check=False)  # fmt: skip
+    assert result.returncode == 1
+    assert "journal-doctor repair" in result.stderr
+    assert not (tmp_path / "study.db").exists()
+
+
+def test_a_missing_driver_is_one_line_naming_the_extra(tmp_path: Path) -> None:
+    journal = tmp_path / "j.log"
+    subprocess.run([PYTHON, "-m", "journal_doctor.demo.worker", str(journal), "--trials", "2"],
+                   check=True, capture_output=True)  # fmt: skip
+    result = subprocess.run([PYTHON, "-m", "journal_doctor", "migrate", "--force", str(journal),
+                             "mysql+pymysql://u@127.0.0.1/db"], capture_output=True, text=True,
+                            check=False)  # fmt: skip
+    try:
+        import pymysql  # noqa: F401
+    except ImportError:
+        (line,) = result.stderr.strip().splitlines()
+        assert "pip install 'journal-doctor[mysql]'" in line
+        assert result.returncode == 1
+    else:
+        pytest.skip("pymysql is installed here")
+
+
+def test_numbers_compare_as_numbers() -> None:
+    assert same(-0.0, 0.0)
+    assert same(float("nan"), float("nan"))
+    assert same({"a": [1, 2.0]}, {"a": [1.0, 2]})
+    assert not same(1.0, 1.5)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    if not bins or os.geteuid() != 0 or shutil.which("runuser") is None:
+        require("postgres", "PostgreSQL (apt-get install postgresql) and root are needed")
+    bin_dir = bins[-1]
+    # Not below pytest's own tmp directory: only root may enter that, and the server runs as
+    # the postgres user (it refuses to run as root).
+    base = Path(tempfile.mkdtemp(prefix="jd-pg-"))
+    base.chmod(0o755)
+    data, sockets = base / "data", base / "sock"
+    sockets.mkdir()
+    shutil.chown(base, "postgres")
+    shutil.chown(sockets, "postgres")
+    as_postgres = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_postgres, f"{bin_dir}/initdb", "-D", str(data), "-A", "trust", "-U",
+                    "postgres"], check=True, capture_output=True)  # fmt: skip
+    subprocess.run([*as_postgres, f"{bin_dir}/pg_ctl", "-D", str(data), "-w", "-l",
+                    str(base / "log"), "-o", f"-k {sockets} -c listen_addresses=''", "start"],
+                   check=True, capture_output=True)  # fmt: skip
+    try:
+        yield f"postgresql+psycopg://postgres@/postgres?host={sockets}"
+    finally:
+        subprocess.run([*as_postgres, f"{bin_dir}/pg_ctl", "-D", str(data), "-m", "fast",
+                        "stop"], check=False, capture_output=True)  # fmt: skip
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = shutil.which("redis-server")
+    if server is None:
+        require("redis", "redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    directory = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen([server or "redis-server", "--port", str(port), "--bind",
+                             "127.0.0.1", "--save", "", "--appendonly", "no", "--dir",
+                             str(directory)], stdout=subprocess.DEVNULL)  # fmt: skip
+
+    def up() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    try:
+        assert poll(up, 20)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_migrate_to_a_real_postgresql_server(
+    tmp_path: Path, workers: Workers, postgres: str
+) -> None:
+    journal = a_journal(tmp_path, workers)
+    code, done = migrate(journal, postgres)
+    assert (code, done["verified"]) == (0, True), done
+    assert_same_studies(journal, postgres)
+
+
+def test_migrate_to_a_real_redis_server(tmp_path: Path, workers: Workers, redis_url: str) -> None:
+    journal = a_journal(tmp_path, workers)
+    code, done = migrate(journal, redis_url, "--study", STUDY)
+    assert (code, done["verified"]) == (0, True), done
+    assert "JournalRedisBackend" in str(done["storage_line"])
+    assert_same_studies(journal, redis_url)
