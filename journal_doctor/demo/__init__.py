@@ -6,6 +6,7 @@ optuna is imported is inside those workers) and leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -118,12 +119,24 @@ def _crash_holding_lock(
 GUARDED = ("--guarded", "--sleep", "0.05")
 
 
-def run_guarded_demo(trials: int = 3) -> Iterator[DemoStep]:
-    """The same crash with journal_doctor.storage() in the workers: no clean-up step at all."""
+@contextlib.contextmanager
+def _workspace() -> Iterator[tuple[str, str, list[subprocess.Popen[bytes]]]]:
+    """(directory, journal, workers) of one demo; no worker and no file outlives it."""
     workdir = tempfile.mkdtemp(prefix="journal-doctor-demo-")
-    journal = os.path.join(workdir, "study.log")
     procs: list[subprocess.Popen[bytes]] = []
     try:
+        yield workdir, os.path.join(workdir, "study.log"), procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_guarded_demo(trials: int = 3) -> Iterator[DemoStep]:
+    """The same crash with journal_doctor.storage() in the workers: no clean-up step at all."""
+    with _workspace() as (workdir, journal, procs):
         yield DemoStep("Workspace", workdir)
         pid, attempts = _crash_holding_lock(journal, procs, GUARDED, mid_trial=True)
         yield DemoStep(
@@ -143,12 +156,6 @@ def run_guarded_demo(trials: int = 3) -> Iterator[DemoStep]:
             f" included. It reports: {said}.",
         )
         yield DemoStep("The killed trial", _retried(journal))
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _retried(journal: str) -> str:
@@ -167,10 +174,7 @@ def _retried(journal: str) -> str:
 
 
 def run_demo(trials: int = 3, compare: bool = False) -> Iterator[DemoStep]:
-    workdir = tempfile.mkdtemp(prefix="journal-doctor-demo-")
-    journal = os.path.join(workdir, "study.log")
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
+    with _workspace() as (workdir, journal, procs):
         yield DemoStep("Workspace", workdir)
         pid, attempts = _crash_holding_lock(journal, procs)
         yield DemoStep(
@@ -223,9 +227,3 @@ def run_demo(trials: int = 3, compare: bool = False) -> Iterator[DemoStep]:
                 " heartbeat): `journal-doctor trials --retry` marks it FAIL and runs its"
                 " parameters again.",
             )
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
