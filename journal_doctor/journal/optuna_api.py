@@ -2,8 +2,8 @@
 
 Optuna 4.0 moved `JournalFileStorage` to `journal.JournalFileBackend`; 4.3 gave the locks a
 `grace_period`; 5.0 writes timezone-aware datetimes where 3.6-4.4 wrote naive ones. Callers
-import optuna only through here, and only inside the functions that need it (`scan` and `clean`
-never load this module).
+reach Optuna's journal classes only through here, and optuna is loaded only inside the functions
+that need it (`scan` and `clean` never load this module).
 """
 
 from __future__ import annotations
