@@ -171,8 +171,13 @@ def fail_proven(journal: str) -> tuple[TrialOutcome, ...]:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     guarded = storage(journal)
-    studies = {
-        name: optuna.load_study(study_name=name, storage=guarded)
-        for name in {t.study_name for t in proven}
-    }
-    return tuple(_fail_one(studies[t.study_name], guarded, t, retry=False) for t in proven)
+    try:
+        studies = {
+            name: optuna.load_study(study_name=name, storage=guarded)
+            for name in {t.study_name for t in proven}
+        }
+        return tuple(_fail_one(studies[t.study_name], guarded, t, retry=False) for t in proven)
+    finally:
+        # The doctor runs no trial: its own heartbeat file goes now, not at exit (watch calls
+        # this every pass and may run for weeks).
+        guarded._heartbeats.forget()
