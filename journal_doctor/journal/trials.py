@@ -10,8 +10,10 @@ workers wrote (`FrozenTrial.duration`, `trials_dataframe()`).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -94,18 +96,16 @@ def fail_trials(
             f"{journal}: damaged ({report.health.summary}) Repair it first: journal-doctor repair"
         )
     running = [t for t in report.health.open_trials if t.state == "RUNNING"]
-    storage, running, busy = _storage_for(journal, running, retry, ignore_open, lock_kind)
-    if not running:
+    targets, busy = _targets(journal, running, retry, ignore_open)
+    if not targets:
         return report
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    studies = {
-        name: optuna.load_study(study_name=name, storage=storage)
-        for name in {t.study_name for t in running}
-    }
-    actions = tuple(_fail_one(studies[t.study_name], storage, t, retry) for t in running)
-    left = tuple(TrialOutcome(t, TrialAction.SKIPPED, busy) for t in busy_trials(report, running))
+    if busy:
+        with _guarded_storage(journal) as guarded:
+            actions = _fail_all(guarded, targets, retry)
+    else:
+        storage = storage_in_dialect(journal, lock_kind_of(journal, lock_kind))
+        actions = _fail_all(storage, targets, retry)
+    left = tuple(TrialOutcome(t, TrialAction.SKIPPED, busy) for t in busy_trials(report, targets))
     return TrialsReport(journal, check_journal(journal, open_trials=True), actions + left)
 
 
@@ -114,12 +114,12 @@ def busy_trials(report: TrialsReport, acted: list[OpenTrial]) -> list[OpenTrial]
     return [t for t in report.health.open_trials if t.state == "RUNNING" and t.trial_id not in done]
 
 
-def _storage_for(
-    journal: str, running: list[OpenTrial], retry: bool, ignore_open: bool, kind: LockKind
-) -> tuple[Any, list[OpenTrial], str]:
-    """(storage, trials to fail, why the others are left). While nothing uses the journal,
-    every RUNNING trial; while workers run, only those whose worker a heartbeat proves dead,
-    written through a guarded storage (which waits for live holders and breaks dead ones)."""
+def _targets(
+    journal: str, running: list[OpenTrial], retry: bool, ignore_open: bool
+) -> tuple[list[OpenTrial], str]:
+    """(trials to fail, why the others are left). While nothing uses the journal, every
+    RUNNING trial; while workers run, only those whose worker a heartbeat proves dead (written
+    through a guarded storage, which waits for live holders and breaks dead ones)."""
     action = "retry trials" if retry else "fail trials"
     try:
         refuse_if_in_use(
@@ -129,11 +129,34 @@ def _storage_for(
         proven = [t for t in running if t.evidence]
         if not proven:
             raise
-        from ..guard.storage import storage
+        return proven, f"no heartbeat proves its worker dead, and the journal is in use: {busy}"
+    return running, ""
 
-        reason = f"no heartbeat proves its worker dead, and the journal is in use: {busy}"
-        return storage(journal), proven, reason
-    return storage_in_dialect(journal, lock_kind_of(journal, kind)), running, ""
+
+@contextlib.contextmanager
+def _guarded_storage(journal: str) -> Iterator[Any]:
+    """journal_doctor.storage() for the doctor's own writes. The doctor runs no trial: the
+    heartbeat file its storage makes goes when the writes are done, not at exit (watch writes
+    every pass and may run for weeks)."""
+    from ..guard.storage import storage
+
+    guarded = storage(journal)
+    try:
+        yield guarded
+    finally:
+        guarded._heartbeats.forget()
+
+
+def _fail_all(storage: Any, trials: list[OpenTrial], retry: bool) -> tuple[TrialOutcome, ...]:
+    """Load each study once, then fail (or retry) its trials through `storage`."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    studies = {
+        name: optuna.load_study(study_name=name, storage=storage)
+        for name in {t.study_name for t in trials}
+    }
+    return tuple(_fail_one(studies[t.study_name], storage, t, retry) for t in trials)
 
 
 def _fail_one(study: Any, storage: Any, trial: OpenTrial, retry: bool) -> TrialOutcome:
@@ -165,19 +188,5 @@ def fail_proven(journal: str) -> tuple[TrialOutcome, ...]:
     proven = [t for t in health.open_trials if t.state == "RUNNING" and t.evidence]
     if not proven or not health.healthy:
         return ()
-    import optuna
-
-    from ..guard.storage import storage
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    guarded = storage(journal)
-    try:
-        studies = {
-            name: optuna.load_study(study_name=name, storage=guarded)
-            for name in {t.study_name for t in proven}
-        }
-        return tuple(_fail_one(studies[t.study_name], guarded, t, retry=False) for t in proven)
-    finally:
-        # The doctor runs no trial: its own heartbeat file goes now, not at exit (watch calls
-        # this every pass and may run for weeks).
-        guarded._heartbeats.forget()
+    with _guarded_storage(journal) as guarded:
+        return _fail_all(guarded, proven, retry=False)
