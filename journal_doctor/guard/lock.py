@@ -131,18 +131,17 @@ class GuardedLock:
 
     def _take(self) -> bool:
         """Optuna's own move; True when this process now holds the lock."""
-        token = uuid.uuid4().hex
         try:
             if self.kind is LockKind.SYMLINK:
                 os.symlink(self._target, self.path)
                 st = os.lstat(self.path)
-                record = self._new_record(token, 0, self._target)
+                record = self._template  # one per process: a hold only binds it (by mtime)
                 self._bind_sidecar(st.st_mtime_ns)
             else:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
                 try:
                     st = os.fstat(fd)
-                    record = self._new_record(token, 0, None)
+                    record = self._file_record()
                     os.write(fd, record.to_json())
                 finally:
                     os.close(fd)
@@ -163,11 +162,10 @@ class GuardedLock:
         self._start_beating()
         return True
 
-    def _new_record(self, token: str, mtime: int, target: str | None) -> HolderRecord:
-        if self.kind is LockKind.SYMLINK:
-            return self._template  # one per process: a hold only binds it (by mtime)
+    def _file_record(self) -> HolderRecord:
+        """An open lock's record: it lives inside that very lock, one per acquisition."""
         now = time.time()
-        return self._template._replace(token=token, lock_mtime=mtime, lock_target=target,
+        return self._template._replace(token=uuid.uuid4().hex, lock_target=None,
                                        acquired_at=now, heartbeat_at=now)  # fmt: skip
 
     def _break_if_dead(self) -> str | None:
@@ -252,26 +250,25 @@ class GuardedLock:
                     self._beaten_at = time.monotonic()
 
     def _refresh(self) -> None:
-        """One beat: a fresh record, and the mtime Optuna's own waiters watch."""
-        assert self._record is not None
-        record = self._record._replace(heartbeat_at=time.time())
+        """One beat of the mtime Optuna's own waiters watch (they stat the lock, so a symlink
+        lock's is the journal's), which the doctor ages too; an open lock's record is
+        rewritten inside it."""
         if self.kind is LockKind.SYMLINK:
             if self.still_held():
-                # The heartbeat of a symlink lock is the journal's mtime: what Optuna's own
-                # waiters watch (they stat the link), and what the doctor ages.
                 os.utime(self.journal)
             return
-        else:
-            fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            try:
-                st = os.fstat(fd)
-                if (st.st_dev, st.st_ino) != self._held:
-                    return  # not ours any more: never write into another holder's lock
-                data = record.to_json()
-                os.pwrite(fd, data, 0)
-                os.ftruncate(fd, len(data))
-            finally:
-                os.close(fd)
+        assert self._record is not None
+        record = self._record._replace(heartbeat_at=time.time())
+        fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != self._held:
+                return  # not ours any more: never write into another holder's lock
+            data = record.to_json()
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)
         self._record = record
 
     def _bind_sidecar(self, lock_mtime_ns: int) -> None:
