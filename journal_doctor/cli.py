@@ -269,8 +269,15 @@ def ask(question: str) -> bool:
         raise Interrupted("interrupted; nothing removed") from None
 
 
-def _confirmer(json_output: bool) -> Callable[[ScanReport, tuple[Outcome, ...]], bool]:
-    def confirm(report: ScanReport, plan: tuple[Outcome, ...]) -> bool:
+class Confirmer:
+    """clean's question: the plan, then one yes/no on stderr. Remembers whether it asked, so a
+    declined clean does not print the plan a second time."""
+
+    def __init__(self, json_output: bool) -> None:
+        self.json_output = json_output
+        self.asked = False
+
+    def __call__(self, report: ScanReport, plan: tuple[Outcome, ...]) -> bool:
         count = sum(o.outcome is OutcomeKind.WOULD_REMOVE for o in plan)
         if not sys.stdin.isatty():
             say(
@@ -278,12 +285,9 @@ def _confirmer(json_output: bool) -> Callable[[ScanReport, tuple[Outcome, ...]],
                 " not a terminal): pass --force to remove them or --dry-run to only show the plan."
             )
             return False
-        show_outcomes(report, plan, json_output)
-        confirm.asked = True  # type: ignore[attr-defined]
+        show_outcomes(report, plan, self.json_output)
+        self.asked = True
         return ask(f"Remove {count} orphaned artifact(s)?")
-
-    confirm.asked = False  # type: ignore[attr-defined]
-    return confirm
 
 
 class WaitReporter:
@@ -363,7 +367,7 @@ def clean(
     """
     from .locks.clean import clean as clean_core
 
-    confirm = _confirmer(json_output)
+    confirm = Confirmer(json_output)
     reporter = WaitReporter()
     try:
         report = clean_core(
@@ -380,7 +384,7 @@ def clean(
         )
     finally:
         reporter.close()
-    render_clean(report, json_output, quiet, asked=confirm.asked)  # type: ignore[attr-defined]
+    render_clean(report, json_output, quiet, asked=confirm.asked)
     return 1 if report.needs_attention() else 0
 
 

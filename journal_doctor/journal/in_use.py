@@ -5,6 +5,7 @@ process with the journal open, refuses the action (and names what to do)."""
 from __future__ import annotations
 
 import os
+import stat
 
 from ..errors import Refused
 from ..locks.discover import lock_path
@@ -77,6 +78,4 @@ def lock_kind_of(journal: str, default: LockKind) -> LockKind:
         st = os.lstat(lock_path(journal))
     except FileNotFoundError:
         return default
-    import stat
-
     return LockKind.SYMLINK if stat.S_ISLNK(st.st_mode) else LockKind.FILE
