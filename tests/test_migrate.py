@@ -7,6 +7,7 @@ import glob
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -15,7 +16,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from journal_doctor.journal.migrate import same, trial_difference
+from journal_doctor.journal import rdb_batch
+from journal_doctor.journal.migrate import migrate as migrate_core
+from journal_doctor.journal.migrate import same, trial_difference, verify
 
 from helpers import PYTHON, Workers, doctor_json, holding_open, kill_mid_trial, poll, require
 
@@ -39,6 +42,18 @@ def a_journal(tmp_path: Path, workers: Workers) -> Path:
     trial.report(float("nan"), 2)
     study.tell(trial, 1.5)
     study.enqueue_trial({"x": 0.25}, user_attrs={"why": "retry"})
+    # A second study: two objectives (an infinite value), int/log/stepped params, system attrs.
+    two = optuna.create_study(
+        study_name="two", storage=storage, directions=["minimize", "maximize"]
+    )
+    storage.set_study_system_attr(two._study_id, "origin", {"host": "a", "n": [1, 2.5]})
+    for k in range(3):
+        trial = two.ask()
+        trial.suggest_int("layers", 1, 8)
+        trial.suggest_float("lr", 1e-5, 1.0, log=True)
+        trial.suggest_float("drop", 0.0, 0.5, step=0.1)
+        trial.set_user_attr("k", k)
+        two.tell(trial, [float("inf") if k == 1 else k / 3, -k])
     return journal
 
 
@@ -80,6 +95,71 @@ def test_migrate_to_sqlite_copies_and_verifies(tmp_path: Path, workers: Workers)
                              url], capture_output=True, text=True, check=False)  # fmt: skip
     assert result.returncode == 1
     assert "already has a study named 'doctor-demo'" in result.stderr
+
+
+def stored(url: str) -> list[str]:
+    """Every study and trial as Optuna's public RDB loader gives them, each field's repr."""
+    storage = optuna.storages.RDBStorage(url)
+    return [repr((s.study_name, s.directions, s.user_attrs, s.system_attrs,
+                  [sorted(vars(t).items()) for t in storage.get_all_trials(s._study_id)]))
+            for s in storage.get_all_studies()]  # fmt: skip
+
+
+def test_the_batched_copy_stores_what_optuna_s_own_copy_stores(
+    tmp_path: Path, workers: Workers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """migrate writes a batch of trials per transaction through Optuna's private ORM models;
+    the database must hold exactly what optuna.copy_study (and migrate's public per-trial path)
+    put there: every field, to the microsecond, -0.0, NaN and infinities included."""
+    journal = a_journal(tmp_path, workers)
+    monkeypatch.setattr(rdb_batch, "BATCH", 3)  # several batches from a small study
+    source = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal))
+    )
+    baseline = f"sqlite:///{tmp_path / 'copy_study.db'}"
+    for study in source.get_all_studies():
+        optuna.copy_study(from_study_name=study.study_name, from_storage=source,
+                          to_storage=baseline)  # fmt: skip
+    batched = f"sqlite:///{tmp_path / 'batched.db'}"
+    told: list[tuple[int, int]] = []
+    report = migrate_core(str(journal), batched, progress=lambda *n: told.append(n))
+    assert report.verified
+    assert rdb_batch.supports(optuna.storages.RDBStorage(batched))
+    total = sum(sum(c.trials_by_state.values()) for c in report.studies)
+    assert told[-1] == (total, total)
+    per_trial = f"sqlite:///{tmp_path / 'per_trial.db'}"
+    monkeypatch.setattr(rdb_batch, "supports", lambda storage: False)
+    assert migrate_core(str(journal), per_trial).verified
+    assert len(stored(baseline)) == 2
+    assert stored(batched) == stored(baseline) == stored(per_trial)
+
+
+def test_the_verification_names_what_differs_in_the_database(
+    tmp_path: Path, workers: Workers
+) -> None:
+    """The check after the copy reads the database afresh: a value changed there, or a trial
+    gone, is found and named."""
+    journal = a_journal(tmp_path, workers)
+    path = tmp_path / "study.db"
+    url = f"sqlite:///{path}"
+    assert migrate_core(str(journal), url).verified
+    source = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal))
+    )
+    names = [s.study_name for s in source.get_all_studies()]
+    assert verify(source, url, names) is None
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE trial_values SET value = value + 1 WHERE trial_id ="
+                   " (SELECT trial_id FROM trials WHERE number = 1 AND study_id = 2)"
+                   " AND objective = 1")  # fmt: skip
+    assert verify(source, url, names) == "study 'two', trial 1: values: [inf, -1.0] != [inf, 0.0]"
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM trials WHERE study_id = 1 AND number ="
+                   " (SELECT MAX(number) FROM trials WHERE study_id = 1)")  # fmt: skip
+    n = len(source.get_all_trials(source.get_study_id_from_name(STUDY)))
+    assert (
+        verify(source, url, names) == f"study {STUDY!r}: {n} trials in the journal, {n - 1} copied"
+    )
 
 
 def test_migrate_refuses_a_damaged_or_busy_journal_and_creates_nothing(
@@ -201,3 +281,32 @@ def test_migrate_to_a_real_redis_server(tmp_path: Path, workers: Workers, redis_
     assert (code, done["verified"]) == (0, True), done
     assert "JournalRedisBackend" in str(done["storage_line"])
     assert_same_studies(journal, redis_url)
+
+
+def test_a_copy_cut_short_says_what_the_target_keeps(tmp_path: Path, postgres: str) -> None:
+    """PostgreSQL refuses a parameter name longer than Optuna's 512-character column (a journal
+    takes any): the copy stops in its second batch. The error names the study, how far it got
+    and the command that deletes the part copied; that command works."""
+    journal = tmp_path / "long.log"
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal))
+    )
+    study = optuna.create_study(study_name="long", storage=storage)
+    x = optuna.distributions.FloatDistribution(0, 1)
+    for k in range(rdb_batch.BATCH + 20):
+        name = "x" * 600 if k == rdb_batch.BATCH + 10 else "x"
+        study.add_trial(optuna.trial.create_trial(params={name: 0.5}, distributions={name: x},
+                                                  value=k))  # fmt: skip
+    result = subprocess.run([PYTHON, "-m", "journal_doctor", "migrate", "--force", str(journal),
+                             postgres], capture_output=True, text=True, check=False)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert f"stopped in study 'long' after {rdb_batch.BATCH} of {rdb_batch.BATCH + 20}" in line
+    target = optuna.storages.RDBStorage(postgres)
+    kept = optuna.load_study(study_name="long", storage=target)
+    assert len(kept.trials) == rdb_batch.BATCH
+    command = line.split("delete it (", 1)[1].split("), then", 1)[0]
+    optuna_cli = Path(PYTHON).parent / "optuna"  # the script installed beside this Python
+    subprocess.run(command.replace("optuna ", f"{optuna_cli} ", 1), shell=True, check=True,
+                   capture_output=True)  # fmt: skip
+    assert "long" not in {s.study_name for s in target.get_all_studies()}
