@@ -9,7 +9,8 @@ from __future__ import annotations
 import enum
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -673,8 +674,11 @@ def migrate(
     from .journal.migrate import migrate as migrate_core
 
     journal_or_fail(journal)
-    planned = migrate_core(journal, url, studies=study or (), dry_run=True)
-    if not dry_run and not force:
+    if dry_run or not force:
+        planned = migrate_core(journal, url, studies=study or (), dry_run=True)
+        if dry_run:
+            _render_migrate(planned, json_output)
+            return 0
         if not sys.stdin.isatty():
             raise DoctorError(
                 f"refusing to migrate {journal} without confirmation (stdin is not a terminal):"
@@ -683,31 +687,24 @@ def migrate(
         _render_migrate(planned, json_output=False, stream=err_console() if json_output else None)
         if not ask(f"Copy {len(planned.studies)} study(ies) to {url}?"):
             return 1
-    report = (
-        planned
-        if dry_run
-        else migrate_core(journal, url, studies=study or (), progress=_copy_progress())
-    )
+    # Everything is checked again: the journal may have been taken while the question waited.
+    with _copy_progress() as progress:
+        report = migrate_core(journal, url, studies=study or (), progress=progress)
     _render_migrate(report, json_output)
-    return 0 if dry_run or report.verified else 1
+    return 0 if report.verified else 1
 
 
-def _copy_progress() -> Callable[[int, int], None] | None:
-    """A progress bar on stderr, on a terminal only."""
+@contextmanager
+def _copy_progress() -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on stderr, on a terminal only; gone when the copy ends, however it ends."""
     if not sys.stderr.isatty():
-        return None
+        yield None
+        return
     from rich.progress import Progress
 
-    bar = Progress(console=err_console(), transient=True)
-    task = bar.add_task("copying trials", total=None)
-    bar.start()
-
-    def update(done: int, total: int) -> None:
-        bar.update(task, completed=done, total=total)
-        if done >= total:
-            bar.stop()
-
-    return update
+    with Progress(console=err_console(), transient=True) as bar:
+        task = bar.add_task("copying trials", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _render_migrate(report: Any, json_output: bool, stream: Any = None) -> None:

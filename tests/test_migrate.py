@@ -20,7 +20,16 @@ from journal_doctor.journal import rdb_batch
 from journal_doctor.journal.migrate import migrate as migrate_core
 from journal_doctor.journal.migrate import same, trial_difference, verify
 
-from helpers import PYTHON, Workers, doctor_json, holding_open, kill_mid_trial, poll, require
+from helpers import (
+    PYTHON,
+    Workers,
+    doctor_json,
+    holding_open,
+    in_terminal,
+    kill_mid_trial,
+    poll,
+    require,
+)
 
 pytestmark = pytest.mark.slow
 STUDY = "doctor-demo"
@@ -322,20 +331,35 @@ def test_migrate_to_a_real_redis_server(tmp_path: Path, workers: Workers, redis_
     assert_same_studies(journal, redis_url)
 
 
+def a_long_journal(path: Path, trials: int, long_name_at: int | None = None) -> Path:
+    """One study of `trials` COMPLETE trials; the one numbered `long_name_at` has a parameter
+    name longer than Optuna's 512-character column (a journal takes any)."""
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    study = optuna.create_study(study_name="long", storage=storage)
+    x = optuna.distributions.FloatDistribution(0, 1)
+    for k in range(trials):
+        name = "x" * 600 if k == long_name_at else "x"
+        study.add_trial(optuna.trial.create_trial(params={name: 0.5}, distributions={name: x},
+                                                  value=k))  # fmt: skip
+    return path
+
+
+def test_migrate_in_a_terminal_asks_then_shows_its_progress(tmp_path: Path) -> None:
+    journal = a_long_journal(tmp_path / "long.log", 3 * rdb_batch.BATCH)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    screen = in_terminal("migrate", str(journal), url, keys=b"y\r")
+    assert screen.returncode == 0, screen.output
+    assert "Would copy study 'long'" in screen.output  # the plan, before the question
+    assert "copying trials" in screen.output
+    assert "Verified: both sides load and every trial matches" in screen.output
+    assert len(optuna.load_study(study_name="long", storage=url).trials) == 3 * rdb_batch.BATCH
+
+
 def test_a_copy_cut_short_says_what_the_target_keeps(tmp_path: Path, postgres: str) -> None:
     """PostgreSQL refuses a parameter name longer than Optuna's 512-character column (a journal
     takes any): the copy stops in its second batch. The error names the study, how far it got
     and the command that deletes the part copied; that command works."""
-    journal = tmp_path / "long.log"
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(journal))
-    )
-    study = optuna.create_study(study_name="long", storage=storage)
-    x = optuna.distributions.FloatDistribution(0, 1)
-    for k in range(rdb_batch.BATCH + 20):
-        name = "x" * 600 if k == rdb_batch.BATCH + 10 else "x"
-        study.add_trial(optuna.trial.create_trial(params={name: 0.5}, distributions={name: x},
-                                                  value=k))  # fmt: skip
+    journal = a_long_journal(tmp_path / "long.log", rdb_batch.BATCH + 20, rdb_batch.BATCH + 10)
     result = subprocess.run([PYTHON, "-m", "journal_doctor", "migrate", "--force", str(journal),
                              postgres], capture_output=True, text=True, check=False)  # fmt: skip
     assert result.returncode == 1, result.stderr
