@@ -61,6 +61,18 @@ def timed(cmd: Sequence[str], repeats: int, **kw: object) -> float:
     return statistics.median(samples)
 
 
+def timed_together(cmds: Sequence[Sequence[str]], repeats: int) -> list[float]:
+    """The median time of each command, run in turn within each repeat: a slow spell of the
+    shared machine then falls on both sides of a ratio instead of on one."""
+    samples: list[list[float]] = [[] for _ in cmds]
+    for _ in range(repeats):
+        for cmd, times in zip(cmds, samples, strict=True):
+            start = time.perf_counter()
+            subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+            times.append(time.perf_counter() - start)
+    return [statistics.median(times) for times in samples]
+
+
 def timed_call(fn: Callable[[], object], repeats: int) -> float:
     samples = []
     for _ in range(repeats):
@@ -119,16 +131,17 @@ def build_tree(
 def bench_tree_scan(work: Path, repeats: int) -> list[Path]:
     empty = work / "empty"
     empty.mkdir()
-    scan_empty = timed([*DOCTOR, "scan", "--json", str(empty)], repeats)
-    find_empty = timed(["find", str(empty), "-name", "*.lock*"], repeats)
     for name, locks_every in (("tree", 1), ("sparse", 100)):
         tree = work / name
         tree.mkdir()
         say(f"building a 200k-entry tree with a lock in every {locks_every} study dirs")
         entries = build_tree(tree, locks_every=locks_every)
         locks = 2000 // locks_every
-        scan_tree = timed([*DOCTOR, "scan", "--json", str(tree)], repeats)
-        find_tree = timed(["find", str(tree), "-name", "*.lock*"], repeats)
+        # Per entry: the tree's time less the empty directory's (start-up), for both sides.
+        scan_tree, scan_empty, find_tree, find_empty = timed_together(
+            [[*DOCTOR, "scan", "--json", str(tree)], [*DOCTOR, "scan", "--json", str(empty)],
+             ["find", str(tree), "-name", "*.lock*"], ["find", str(empty), "-name", "*.lock*"]],
+            repeats * 2 + 1)  # fmt: skip
         ours = (scan_tree - scan_empty) / entries * 1e6
         base = (find_tree - find_empty) / entries * 1e6
         ratio = ours / base
@@ -373,11 +386,12 @@ import os, sys, time
 from journal_doctor.guard.lock import GuardedLock
 lock = GuardedLock(sys.argv[1])
 lock.acquire()
-before = os.times()
+# process_time: every thread's CPU, to the nanosecond (os.times() counts 10 ms ticks).
+before = time.process_time()
 time.sleep(float(sys.argv[2]))
-after = os.times()
+after = time.process_time()
 lock.release()
-print((after.user + after.system) - (before.user + before.system))
+print(after - before)
 """
 
 
@@ -565,14 +579,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="100 MB journal, fewer repeats")
     parser.add_argument("--skip-resume", action="store_true", help="skip the 30 s resume run")
-    parser.add_argument("--only", choices=["migrate"], help="run one measure alone")
+    parser.add_argument("--only", choices=["tree", "guarded", "migrate"],
+                        help="run one group of measures alone")  # fmt: skip
     args = parser.parse_args()
     repeats = 3 if args.quick else 5
     size = 100_000_000 if args.quick else 1_000_000_000
     work = Path(tempfile.mkdtemp(prefix="journal-doctor-bench-"))
-    if args.only == "migrate":
+    if args.only:
         try:
-            bench_migrate(work)
+            if args.only == "tree":
+                bench_tree_scan(work, repeats)
+            elif args.only == "guarded":
+                bench_guarded(work, repeats)
+            else:
+                bench_migrate(work)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         render()
