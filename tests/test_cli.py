@@ -132,9 +132,12 @@ def test_trials_fail_and_retry_together_is_a_usage_error(tmp_path: Path) -> None
 
 
 def test_shell_completion_is_offered() -> None:
-    result = run_doctor("--show-completion", "bash")
-    assert result.returncode == 0
-    assert "complete" in result.stdout
+    # Typer asks which shell runs it (its parent process): run it from bash, as a user does
+    # (the `exit` keeps bash from exec-ing the command in its place).
+    script = f"'{PYTHON}' -m journal_doctor --show-completion; exit $?"
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "complete -o default -F" in result.stdout
     assert "--install-completion" in run_doctor("--help").stdout
 
 

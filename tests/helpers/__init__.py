@@ -292,6 +292,9 @@ def in_terminal(
         [PYTHON, "-m", "journal_doctor", *args], stdin=slave, stdout=slave, stderr=slave,
         env={k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")},
         start_new_session=True,
+        # A shell starts background jobs with SIGINT ignored, and Python keeps an ignored
+        # SIGINT ignored: give the child the terminal's default, as a user's shell does.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     os.close(slave)
     # Ctrl-C must reach the process as a terminal's SIGINT: make the pty its controlling tty.
