@@ -164,8 +164,8 @@ def bench_tree_scan(work: Path, repeats: int) -> list[Path]:
 
 def bench_startup(work: Path, repeats: int) -> None:
     empty = work / "empty"
-    ours = timed([*DOCTOR, "scan", "--json", str(empty)], repeats)
-    base = timed([PYTHON, "-c", "import typer, rich, psutil"], repeats)
+    scan_empty = [*DOCTOR, "scan", "--json", str(empty)]
+    ours, base = timed_together([scan_empty, [PYTHON, "-c", "import typer, rich, psutil"]], repeats)
     importtime = subprocess.run(
         [PYTHON, "-X", "importtime", "-m", "journal_doctor", "scan", "--json", str(empty)],
         capture_output=True,
@@ -579,7 +579,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="100 MB journal, fewer repeats")
     parser.add_argument("--skip-resume", action="store_true", help="skip the 30 s resume run")
-    parser.add_argument("--only", choices=["tree", "guarded", "migrate"],
+    parser.add_argument("--only", choices=["tree", "startup", "guarded", "migrate"],
                         help="run one group of measures alone")  # fmt: skip
     args = parser.parse_args()
     repeats = 3 if args.quick else 5
@@ -589,6 +589,9 @@ def main() -> None:
         try:
             if args.only == "tree":
                 bench_tree_scan(work, repeats)
+            elif args.only == "startup":
+                (work / "empty").mkdir()
+                bench_startup(work, repeats * 4 + 1)
             elif args.only == "guarded":
                 bench_guarded(work, repeats)
             else:
