@@ -669,7 +669,8 @@ def migrate(
     trial in order (state, including RUNNING and WAITING; params; values; intermediate values;
     attrs; times), loads both sides and compares them; prints the line to use in the training
     script. Asks before copying; --force skips the question. Exit 0 when verified, 1 naming
-    the first difference.
+    the first difference. A copy cut short keeps what was committed and says how far it got
+    and the `optuna delete-study` command that removes it before a second try.
     """
     from .journal.migrate import migrate as migrate_core
 
