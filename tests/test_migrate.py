@@ -16,6 +16,8 @@ from pathlib import Path
 import optuna
 import pytest
 
+from journal_doctor.errors import DoctorError
+from journal_doctor.journal import migrate as migrate_module
 from journal_doctor.journal import rdb_batch
 from journal_doctor.journal.migrate import migrate as migrate_core
 from journal_doctor.journal.migrate import same, trial_difference, verify
@@ -373,3 +375,23 @@ def test_a_copy_cut_short_says_what_the_target_keeps(tmp_path: Path, postgres: s
     subprocess.run(command.replace("optuna ", f"{optuna_cli} ", 1), shell=True, check=True,
                    capture_output=True)  # fmt: skip
     assert "long" not in {s.study_name for s in target.get_all_studies()}
+
+
+def test_a_cut_short_copy_never_names_another_writer_s_study_for_deletion(
+    tmp_path: Path, workers: Workers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The target is shared: a study named like one of the journal's may appear there after
+    the clash check (simulated by passing that check). The copy stops at it, and the line
+    names for deletion only the study migrate itself created; the other one is untouched."""
+    journal = a_journal(tmp_path, workers)
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    theirs = optuna.create_study(study_name="two", storage=url)
+    theirs.enqueue_trial({"x": 1})
+    monkeypatch.setattr(migrate_module, "_target_names", lambda url, dry_run: set())
+    with pytest.raises(DoctorError) as stopped:
+        migrate_core(str(journal), url)
+    message = str(stopped.value)
+    assert "the copy stopped in study 'two'" in message
+    assert "--study-name 'doctor-demo'" in message
+    assert "--study-name 'two'" not in message
+    assert len(optuna.load_study(study_name="two", storage=url).trials) == 1

@@ -138,11 +138,12 @@ def migrate(
         return MigrateReport(journal, url, copies, False, None, storage_line(url), 0.0)
     target = target_storage(url)
     counter = _Counter(sum(sum(c.trials_by_state.values()) for c in copies), progress)
-    for at, name in enumerate(names):
+    created: list[str] = []  # only these may be named for deletion: the target is shared
+    for name in names:
         try:
-            _copy(source, target, name, counter)
+            _copy(source, target, name, counter, created)
         except (Exception, KeyboardInterrupt) as err:
-            raise _stopped(url, names[: at + 1], counter, err) from err
+            raise _stopped(url, name, created, counter, err) from err
     # The journal's replay is reused (one replay in memory, as copy_study holds); the target
     # is read afresh, so what is compared is what the database really holds.
     difference = verify(source, url, names)
@@ -150,18 +151,25 @@ def migrate(
     return MigrateReport(journal, url, copies, True, difference, storage_line(url), elapsed)
 
 
-def _stopped(url: str, begun: list[str], counter: _Counter, err: BaseException) -> DoctorError:
+def _stopped(
+    url: str, name: str, created: list[str], counter: _Counter, err: BaseException
+) -> DoctorError:
     """What a copy cut short left in the target, and how to start again from nothing."""
     why = "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
     why = why.splitlines()[0] if why else type(err).__name__
-    deletes = "; ".join(
-        f"optuna delete-study --storage {url!r} --study-name {name!r}" for name in begun
-    )
     error = Interrupted if isinstance(err, KeyboardInterrupt) else DoctorError
+    stopped = (
+        f"{url}: the copy stopped in study {name!r} after {counter.done} of {counter.total}"
+        f" trial(s) ({why})."
+    )
+    if not created:
+        return error(f"{stopped} Nothing was created in the target.")
+    deletes = "; ".join(
+        f"optuna delete-study --storage {url!r} --study-name {made!r}" for made in created
+    )
     return error(
-        f"{url}: the copy stopped in study {begun[-1]!r} after {counter.done} of {counter.total}"
-        f" trial(s) ({why}). The target keeps what was copied: delete it ({deletes}), then run"
-        " migrate again."
+        f"{stopped} The target keeps what was copied: delete it ({deletes}), then run migrate"
+        " again."
     )
 
 
@@ -196,12 +204,14 @@ class _Counter:
             self.progress(self.done, self.total)
 
 
-def _copy(source: Any, target: Any, name: str, counter: _Counter) -> None:
+def _copy(source: Any, target: Any, name: str, counter: _Counter, created: list[str]) -> None:
     """What optuna.copy_study copies, a batch of trials per transaction where the target is a
-    database (`rdb_batch`), one trial at a time through the public API elsewhere."""
+    database (`rdb_batch`), one trial at a time through the public API elsewhere. The name is
+    added to `created` once the target's study exists."""
     study = source.get_study_id_from_name(name)
     trials = source.get_all_trials(study, deepcopy=False)
     copy = target.create_new_study(source.get_study_directions(study), name)
+    created.append(name)
     for key, value in source.get_study_system_attrs(study).items():
         target.set_study_system_attr(copy, key, value)
     for key, value in source.get_study_user_attrs(study).items():
