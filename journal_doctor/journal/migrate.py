@@ -2,10 +2,11 @@
 
 Before: the journal must be an Optuna journal, healthy, and not in use (the same rule as
 `repair`: no lock but an orphaned one, no process with it open), and no study of the same name
-may exist in the target. Then each study is copied as `optuna.copy_study` copies it (directions,
-study attrs, every trial in order through `create_new_trial(template_trial=...)`: number, state
-including RUNNING and WAITING, params and distributions, values, intermediate values, attrs,
-times), with a progress callback. After: both sides are loaded again and compared trial by
+may exist in the target. Then each study gets what `optuna.copy_study` copies (directions,
+study attrs, every trial in order: number, state including RUNNING and WAITING, params and
+distributions, values, intermediate values, attrs, times), a batch of trials per transaction
+into a database (`rdb_batch`), trial by trial through the public API elsewhere, with a progress
+callback. After: the target is read afresh and compared with the journal's replay trial by
 trial, numbers as numbers (SQL keeps no -0.0), times to the second (MySQL keeps whole seconds).
 """
 
@@ -155,8 +156,9 @@ def _stopped(
     url: str, name: str, created: list[str], counter: _Counter, err: BaseException
 ) -> DoctorError:
     """What a copy cut short left in the target, and how to start again from nothing."""
+    # The first line only: a driver's error can run on for a dozen (SQL, parameters, a link).
     why = "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
-    why = why.splitlines()[0] if why else type(err).__name__
+    why = why.splitlines()[0]
     error = Interrupted if isinstance(err, KeyboardInterrupt) else DoctorError
     stopped = (
         f"{url}: the copy stopped in study {name!r} after {counter.done} of {counter.total}"
