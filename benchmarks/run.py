@@ -52,15 +52,6 @@ def say(message: str) -> None:
     print(f"  ... {message}", file=sys.stderr, flush=True)
 
 
-def timed(cmd: Sequence[str], repeats: int, **kw: object) -> float:
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, **kw)  # type: ignore[call-overload]
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
-
-
 def timed_together(cmds: Sequence[Sequence[str]], repeats: int) -> list[float]:
     """The median time of each command, run in turn within each repeat: a slow spell of the
     shared machine then falls on both sides of a ratio instead of on one."""
@@ -71,6 +62,10 @@ def timed_together(cmds: Sequence[Sequence[str]], repeats: int) -> list[float]:
             subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
             times.append(time.perf_counter() - start)
     return [statistics.median(times) for times in samples]
+
+
+def timed(cmd: Sequence[str], repeats: int) -> float:
+    return timed_together([cmd], repeats)[0]
 
 
 def timed_call(fn: Callable[[], object], repeats: int) -> float:
