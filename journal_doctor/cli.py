@@ -270,6 +270,15 @@ def ask(question: str) -> bool:
         raise Interrupted("interrupted; nothing removed") from None
 
 
+def no_terminal(action: str, forced: str) -> str:
+    """Why a command that asks first did nothing: the same sentence, and the same two ways on,
+    for every command."""
+    return (
+        f"refusing to {action} without confirmation (stdin is not a terminal): pass --force to"
+        f" {forced} or --dry-run to only show the plan."
+    )
+
+
 class Confirmer:
     """clean's question: the plan, then one yes/no on stderr. Remembers whether it asked, so a
     declined clean does not print the plan a second time."""
@@ -281,10 +290,7 @@ class Confirmer:
     def __call__(self, report: ScanReport, plan: tuple[Outcome, ...]) -> bool:
         count = sum(o.outcome is OutcomeKind.WOULD_REMOVE for o in plan)
         if not sys.stdin.isatty():
-            say(
-                f"refusing to remove {count} orphaned artifact(s) without confirmation (stdin is"
-                " not a terminal): pass --force to remove them or --dry-run to only show the plan."
-            )
+            say(no_terminal(f"remove {count} orphaned artifact(s)", "remove them"))
             return False
         show_outcomes(report, plan, self.json_output)
         self.asked = True
@@ -543,10 +549,7 @@ def repair(
 
     def confirm(report: RepairReport) -> bool:
         if not sys.stdin.isatty():
-            raise RepairRefused(
-                f"refusing to repair {report.journal} without confirmation (stdin is not a"
-                " terminal): pass --force to repair it or --dry-run to only show the plan."
-            )
+            raise RepairRefused(no_terminal(f"repair {report.journal}", "repair it"))
         render_repair(err_console() if json_output else out(), report)
         return ask(f"Repair {display_path(report.journal)}?")
 
@@ -681,10 +684,7 @@ def migrate(
             _render_migrate(planned, json_output)
             return 0
         if not sys.stdin.isatty():
-            raise DoctorError(
-                f"refusing to migrate {journal} without confirmation (stdin is not a terminal):"
-                " pass --force to copy it or --dry-run to only show the plan."
-            )
+            raise DoctorError(no_terminal(f"migrate {journal}", "copy it"))
         _render_migrate(planned, json_output=False, stream=err_console() if json_output else None)
         if not ask(f"Copy {len(planned.studies)} study(ies) to {url}?"):
             return 1
