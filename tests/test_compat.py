@@ -18,7 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Workers, doctor_json, kill_mid_trial, poll, require, run_doctor
+from helpers import (
+    Workers,
+    doctor_json,
+    kill_guarded_mid_trial,
+    kill_mid_trial,
+    require,
+    run_doctor,
+)
 
 PYTHONS = [p for p in os.environ.get("JD_COMPAT_PYTHONS", "").split(":") if p]
 
@@ -123,11 +130,7 @@ def test_guarded_storage_on_every_optuna(tmp_path: Path, python: str | None) -> 
                  guarded.start(journal, "symlink", trials=15)]  # fmt: skip
         for proc in procs:
             assert proc.wait(timeout=300) == 0, proc.stderr.read().decode() if proc.stderr else ""
-        victim = sleepy.start(journal, trials=100)
-        before = len(journal.read_bytes().splitlines())
-        assert poll(lambda: len(journal.read_bytes().splitlines()) > before + 8, 60)
-        victim.kill()
-        victim.wait()
+        kill_guarded_mid_trial(journal, sleepy)
         resumed = subprocess.run(
             [python, "-m", "journal_doctor.demo.worker", str(journal), "--trials", "3",
              "--guarded"], capture_output=True, text=True, timeout=120, check=False,

@@ -13,7 +13,15 @@ import pytest
 
 from journal_doctor.journal.check import check_journal
 
-from helpers import PYTHON, Workers, age_path, line_count, poll, run_doctor, running_trials
+from helpers import (
+    PYTHON,
+    Workers,
+    age_path,
+    kill_guarded_mid_trial,
+    poll,
+    run_doctor,
+    running_trials,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -113,10 +121,7 @@ def test_watch_fails_the_trials_of_dead_guarded_workers_only(tmp_path: Path) -> 
     journal = tmp_path / "j.log"
     guarded = Workers(extra=("--guarded", "--sleep", "0.3"))
     try:
-        victim = guarded.start(journal, trials=100)
-        assert poll(lambda: line_count(journal) > 8 and running_trials(journal) > 0, 60)
-        victim.kill()
-        victim.wait()
+        kill_guarded_mid_trial(journal, guarded)
         running = running_trials(journal)
         live = guarded.start(journal, trials=100)  # a live guarded worker keeps running
         watcher = start_watch("--fail-stale-trials", "--interval", "0.3", str(tmp_path))

@@ -327,6 +327,8 @@ def in_terminal(
 def running_trials(journal: Path) -> int:
     from journal_doctor.journal.check import check_journal
 
+    if not journal.exists():
+        return 0
     return check_journal(str(journal)).trials_by_state["RUNNING"]
 
 
@@ -334,10 +336,31 @@ def kill_mid_trial(journal: Path, workers: Workers, lock: str = "symlink") -> No
     """SIGKILL workers holding the lock until one dies with a trial RUNNING (a kill can also
     land on the write that completes a trial), then clean the lock it left."""
     for _ in range(20):
-        before = running_trials(journal) if journal.exists() else 0
+        before = running_trials(journal)
         workers.kill_holding(journal, lock)
         age_path(Path(f"{journal}.lock"), 10)
         assert doctor_json("clean", "--force", str(journal.parent))[0] == 0
         if running_trials(journal) > before:
             return
     raise AssertionError("no kill left a RUNNING trial in 20 attempts")
+
+
+def kill_guarded_mid_trial(journal: Path, sleepy: Workers) -> None:
+    """SIGKILL sleepy guarded workers until one dies with a trial RUNNING: a kill can land
+    between one trial's completion and the next one's creation, leaving nothing to fail."""
+    for _ in range(20):
+        before = running_trials(journal)
+        victim = start_running(journal, sleepy, before)
+        victim.kill()
+        victim.wait()
+        if running_trials(journal) > before:
+            return
+    raise AssertionError("no kill left a RUNNING trial in 20 attempts")
+
+
+def start_running(journal: Path, sleepy: Workers, before: int) -> subprocess.Popen[bytes]:
+    """A sleepy guarded worker, once a trial of its own is RUNNING."""
+    victim = sleepy.start(journal, trials=100)
+    poll(lambda: running_trials(journal) > before or victim.poll() is not None, 60)
+    assert victim.poll() is None, victim.stderr.read().decode() if victim.stderr else ""
+    return victim
