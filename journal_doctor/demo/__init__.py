@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -92,7 +93,10 @@ def _crash_holding_lock(
     mid_trial: bool = False,
 ) -> tuple[int, int]:
     """Start busy workers and SIGKILL them until a kill leaves the lock (and, `mid_trial`, a
-    trial RUNNING: a kill can land on the write that completes one). (pid, attempts)"""
+    trial RUNNING: a kill can land on the write that completes one). With `mid_trial` the
+    workers are guarded and the lock must also carry its holder's record: a kill between the
+    symlink and its record leaves a lock a waiter may only break after the grace period, and
+    the demo shows the case it breaks at once. (pid, attempts)"""
     lock = journal + ".lock"
     for attempt in range(1, 41):
         running = _running(journal) if mid_trial else 0
@@ -111,9 +115,22 @@ def _crash_holding_lock(
         _wait_for(lambda: os.path.lexists(lock), 1)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        if os.path.lexists(lock) and (not mid_trial or _running(journal) > running):
+        if not os.path.lexists(lock):
+            continue
+        if not mid_trial or (_running(journal) > running and _has_record(lock)):
             return proc.pid, attempt
     raise DemoError("no kill left the lock behind in 40 attempts")
+
+
+def _has_record(lock: str) -> bool:
+    from ..guard.record import read_record
+
+    try:
+        st = os.lstat(lock)
+        target = os.readlink(lock) if stat.S_ISLNK(st.st_mode) else None
+    except OSError:
+        return False
+    return read_record(lock, st, target) is not None
 
 
 GUARDED = ("--guarded", "--sleep", "0.05")
@@ -139,10 +156,11 @@ def run_guarded_demo(trials: int = 3) -> Iterator[DemoStep]:
     with _workspace() as (workdir, journal, procs):
         yield DemoStep("Workspace", workdir)
         pid, attempts = _crash_holding_lock(journal, procs, GUARDED, mid_trial=True)
+        killed = _running_numbers(journal)
         yield DemoStep(
             "Crash",
             f"A worker using journal_doctor.storage() (pid {pid}) was SIGKILLed holding"
-            f" {journal}.lock, in the middle of a trial (attempt {attempts}).",
+            f" {journal}.lock, in the middle of trial {_numbers(killed)} (attempt {attempts}).",
         )
         yield DemoStep("journal-doctor scan (its record names the dead holder)", scan=scan(workdir))
         started = time.monotonic()
@@ -155,21 +173,32 @@ def run_guarded_demo(trials: int = 3) -> Iterator[DemoStep]:
             f" {trials} trials in {time.monotonic() - started:.1f} s, Python and Optuna start-up"
             f" included. It reports: {said}.",
         )
-        yield DemoStep("The killed trial", _retried(journal))
+        yield DemoStep("The killed trial", _retried(journal, killed))
 
 
-def _retried(journal: str) -> str:
-    """What became of the trial the killed worker was running (read without optuna)."""
+def _running_numbers(journal: str) -> list[int]:
     from ..journal.trials import list_trials
 
-    health = list_trials(journal).health
-    left = [t.number for t in health.open_trials if t.state == "RUNNING"]
+    return [t.number for t in list_trials(journal).health.open_trials if t.state == "RUNNING"]
+
+
+def _numbers(numbers: list[int]) -> str:
+    return ", ".join(str(n) for n in numbers)
+
+
+def _retried(journal: str, killed: list[int]) -> str:
+    """What became of the trials the kills left RUNNING (read without optuna)."""
+    from ..journal.check import check_journal
+
+    left = _running_numbers(journal)
     if left:
-        return f"Trial {left} is still RUNNING: its heartbeat has not proven its worker dead."
+        return f"Trial {_numbers(left)} is still RUNNING: no heartbeat has proven its worker dead."
+    failed = check_journal(journal).trials_by_state["FAIL"]
     return (
-        f"Its worker's heartbeat proved it dead, so the next study.optimize failed it"
-        f" ({health.trials_by_state['FAIL']} FAIL) and RetryFailedTrialCallback ran its"
-        " parameters again: nothing is left RUNNING."
+        f"Trial {_numbers(killed)} is no longer RUNNING: its worker's heartbeat proved it dead, so"
+        " the next study.optimize failed it and RetryFailedTrialCallback ran its parameters"
+        f" again. Nothing is left RUNNING ({failed} FAIL in all: every kill inside a trial leaves"
+        " one, the attempts whose kill missed the lock included)."
     )
 
 
