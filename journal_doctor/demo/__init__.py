@@ -10,7 +10,6 @@ import contextlib
 import os
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ..errors import DoctorError
+from ..guard.record import lock_record
+from ..journal.check import JournalHealth, check_journal
 from ..locks.clean import clean
 from ..locks.scan import scan
 from ..model import CleanReport, ScanReport
@@ -77,13 +78,16 @@ class DemoError(DoctorError):
     """The demo could not show what it shows (a worker failed, or took too long)."""
 
 
-def _running(journal: str) -> int:
-    from ..journal.check import check_journal
-
+def _running(journal: str) -> list[int]:
+    """The numbers of the trials RUNNING in the journal (none before it exists)."""
     try:
-        return check_journal(journal).trials_by_state["RUNNING"]
+        return _running_in(check_journal(journal, open_trials=True))
     except OSError:
-        return 0
+        return []
+
+
+def _running_in(health: JournalHealth) -> list[int]:
+    return [t.number for t in health.open_trials if t.state == "RUNNING"]
 
 
 def _crash_holding_lock(
@@ -99,7 +103,7 @@ def _crash_holding_lock(
     the demo shows the case it breaks at once. (pid, attempts)"""
     lock = journal + ".lock"
     for attempt in range(1, 41):
-        running = _running(journal) if mid_trial else 0
+        running = len(_running(journal)) if mid_trial else 0
         before = _lines(journal)
         proc = _worker(journal, 100000, extra=extra)
         procs.append(proc)
@@ -117,20 +121,16 @@ def _crash_holding_lock(
         proc.wait()
         if not os.path.lexists(lock):
             continue
-        if not mid_trial or (_running(journal) > running and _has_record(lock)):
+        if not mid_trial or (len(_running(journal)) > running and _has_record(lock)):
             return proc.pid, attempt
     raise DemoError("no kill left the lock behind in 40 attempts")
 
 
 def _has_record(lock: str) -> bool:
-    from ..guard.record import read_record
-
     try:
-        st = os.lstat(lock)
-        target = os.readlink(lock) if stat.S_ISLNK(st.st_mode) else None
+        return lock_record(lock)[1] is not None
     except OSError:
         return False
-    return read_record(lock, st, target) is not None
 
 
 GUARDED = ("--guarded", "--sleep", "0.05")
@@ -156,7 +156,7 @@ def run_guarded_demo(trials: int = 3) -> Iterator[DemoStep]:
     with _workspace() as (workdir, journal, procs):
         yield DemoStep("Workspace", workdir)
         pid, attempts = _crash_holding_lock(journal, procs, GUARDED, mid_trial=True)
-        killed = _running_numbers(journal)
+        killed = _running(journal)
         yield DemoStep(
             "Crash",
             f"A worker using journal_doctor.storage() (pid {pid}) was SIGKILLed holding"
@@ -176,24 +176,17 @@ def run_guarded_demo(trials: int = 3) -> Iterator[DemoStep]:
         yield DemoStep("The killed trial", _retried(journal, killed))
 
 
-def _running_numbers(journal: str) -> list[int]:
-    from ..journal.trials import list_trials
-
-    return [t.number for t in list_trials(journal).health.open_trials if t.state == "RUNNING"]
-
-
 def _numbers(numbers: list[int]) -> str:
     return ", ".join(str(n) for n in numbers)
 
 
 def _retried(journal: str, killed: list[int]) -> str:
     """What became of the trials the kills left RUNNING (read without optuna)."""
-    from ..journal.check import check_journal
-
-    left = _running_numbers(journal)
+    health = check_journal(journal, open_trials=True)
+    left = _running_in(health)
     if left:
         return f"Trial {_numbers(left)} is still RUNNING: no heartbeat has proven its worker dead."
-    failed = check_journal(journal).trials_by_state["FAIL"]
+    failed = health.trials_by_state["FAIL"]
     return (
         f"Trial {_numbers(killed)} is no longer RUNNING: its worker's heartbeat proved it dead, so"
         " the next study.optimize failed it and RetryFailedTrialCallback ran its parameters"
@@ -245,14 +238,11 @@ def run_demo(trials: int = 3, compare: bool = False) -> Iterator[DemoStep]:
             f" first, forever on Optuna <= 4.2 or with a dangling symlink lock). It reports:"
             f" {said}.",
         )
-        from ..journal.trials import list_trials
-
-        left = [t for t in list_trials(journal).health.open_trials if t.state == "RUNNING"]
+        left = _running(journal)
         if left:
-            numbers = ", ".join(str(t.number) for t in left)
             yield DemoStep(
                 "journal-doctor trials",
-                f"The killed worker left trial {numbers} RUNNING forever (JournalStorage has no"
-                " heartbeat): `journal-doctor trials --retry` marks it FAIL and runs its"
+                f"The killed worker left trial {_numbers(left)} RUNNING forever (JournalStorage"
+                " has no heartbeat): `journal-doctor trials --retry` marks it FAIL and runs its"
                 " parameters again.",
             )

@@ -24,7 +24,6 @@ import errno
 import logging
 import os
 import random
-import stat
 import threading
 import time
 import uuid
@@ -36,7 +35,7 @@ from .record import (
     HolderRecord,
     Liveness,
     judge_record,
-    read_record,
+    lock_record,
     record_path,
     same_host,
     this_process,
@@ -171,11 +170,9 @@ class GuardedLock:
     def _break_if_dead(self) -> str | None:
         """None when the lock is gone or was just broken; else who is waited on, and why."""
         try:
-            st = os.lstat(self.path)
-            target = os.readlink(self.path) if stat.S_ISLNK(st.st_mode) else None
+            st, found = lock_record(self.path)
         except FileNotFoundError:
             return None  # released meanwhile (a holder's lock lives for milliseconds)
-        found = read_record(self.path, st, target)
         if found is not None:
             record = found.record
             if same_host(record):

@@ -127,6 +127,14 @@ def read_record(lock: str, lock_st: os.stat_result, target: str | None) -> Found
     return Found(record, beat) if beat is not None else None
 
 
+def lock_record(lock: str) -> tuple[os.stat_result, Found | None]:
+    """A lock's lstat and the record that describes it, if any (a symlink's is bound to its
+    target). Raises OSError: FileNotFoundError once the lock is released."""
+    st = os.lstat(lock)
+    target = os.readlink(lock) if stat.S_ISLNK(st.st_mode) else None
+    return st, read_record(lock, st, target)
+
+
 def fresh_mtime(path: str) -> float | None:
     """The mtime as the server has it now: through sshfs a stat() answers from a cache of up
     to 20 s (measured on the two-host bed), which would age a live holder's heartbeat; an
