@@ -65,10 +65,15 @@ class Blindness(str, enum.Enum):
     CONTAINER = "container"  # a pid namespace that is not the initial one
     HIDDEN_PROCESSES = "hidden-processes"  # /proc mounted with hidepid
     SHARED = "shared"  # --shared: the user says other hosts use this path
+    NO_CLOCK = "no-clock"  # the filesystem's clock could not be read: a lock's age is unknown
 
 
 # Blind spots that hide processes on other hosts: then this host's boot time proves nothing.
 OTHER_HOSTS = (Blindness.NETWORK_FS, Blindness.EXPORTED, Blindness.SHARED)
+# Where other hosts' kernels set a lock's times: age it on the filesystem's clock, not this
+# host's (hosts' clocks may disagree by minutes), and by its ctime too (an NFSv3 exclusive
+# create shows the client's verifier, a 1970s date, as the mtime until its follow-up SETATTR).
+SERVER_TIMES = (Blindness.NETWORK_FS, Blindness.EXPORTED)
 
 
 class Verdict(str, enum.Enum):

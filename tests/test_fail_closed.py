@@ -86,10 +86,17 @@ NFS_TABLE = (
 
 
 def test_an_exported_directory_is_judged_by_the_shared_rule(tmp_path: Path) -> None:
-    young = stale_lock(tmp_path / "young", age=10)
+    # Where clients' kernels set the times, a lock is aged by its ctime too (an NFSv3
+    # exclusive create shows a 1970s verifier as its mtime): an mtime set back proves nothing,
+    # so the old lock is made old for real, against a short --shared-min-age.
     old = stale_lock(tmp_path / "old", age=60)
+    made = old.lstat().st_ctime
+    assert poll(lambda: time.time() > made + 3, 10)
+    young = stale_lock(tmp_path / "young", age=60)  # an mtime 60 s back, made just now
     script = NFS_TABLE.format(export=tmp_path)
-    result = with_private_mounts(script, "clean", "--force", "--json", str(tmp_path))
+    result = with_private_mounts(
+        script, "clean", "--force", "--json", "--shared-min-age", "3", str(tmp_path)
+    )
     document = json.loads(result.stdout)
     verdicts = {Path(lock["path"]).parent.name: lock for lock in document["locks"]}
     assert verdicts["young"]["verdict"] == "unknown"
@@ -99,7 +106,7 @@ def test_an_exported_directory_is_judged_by_the_shared_rule(tmp_path: Path) -> N
     assert verdicts["old"]["verdict"] == "orphaned"
     assert os.path.lexists(young)
     assert not os.path.lexists(old)
-    # The same tree, not exported: both are plainly orphaned.
+    # The same tree, not exported: judged by its mtime, plainly orphaned.
     assert doctor_json("scan", str(tmp_path))[1]["locks"][0]["verdict"] == "orphaned"
 
 

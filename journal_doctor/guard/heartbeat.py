@@ -1,14 +1,20 @@
-"""Trial heartbeats for a journal, outside the journal (which must not grow with time).
+"""Heartbeats of workers and trials, outside the journal (which must not grow with time).
 
-Each guarded worker beats in `<journal>.heartbeats/<worker>`, where `<worker>` is the uuid that
-starts every journal worker id it writes (`<uuid4>-<thread id>`): the file holds its record
-(`guard.record`), written when the storage is made and rewritten by Optuna's heartbeat thread
-while a trial runs. A RUNNING trial belongs to the worker whose id wrote its CREATE_TRIAL (or
-the RUNNING state of an enqueued one); it is stale when that worker's record proves it dead: on
-its own host by /proc (pid gone, reused, or a zombie), elsewhere by a heartbeat older than the
-grace period on the filesystem's clock. Keying by worker, not trial, leaves no gap: a worker
-killed while writing a CREATE_TRIAL already has its file. A RUNNING trial of a worker without a
-file (a plain Optuna worker's) is never judged stale: no evidence, no verdict.
+In `<journal>.heartbeats/`:
+- `<worker>`: a guarded worker's record (`guard.record`), `<worker>` being the uuid that starts
+  every journal worker id it writes (`<uuid4>-<thread id>`). One thread per process beats it
+  every `heartbeat_interval` for as long as the storage lives, and it is beaten again just before
+  each CREATE_TRIAL: a worker killed while creating a trial already has a fresh file.
+- `trial-<trial id>`: that trial's own beat, written by `record_heartbeat(trial_id)` (Optuna's
+  heartbeat thread, while `study.optimize` runs the trial) and removed when the trial finishes.
+
+A RUNNING trial is stale, as Optuna's `BaseHeartbeat` defines it, when its own beat is older than
+the grace period (on the filesystem's clock), even though its process lives on: an ask-and-tell
+service whose evaluator vanished. Its process's record proves it dead sooner on its own host
+(/proc: pid gone, reused, or a zombie). A trial with no beat of its own is judged by the beat of
+the worker whose id wrote its CREATE_TRIAL (or its RUNNING state). A stopped process (Ctrl-Z, a
+debugger) is never stale on its own host: it may be continued. A trial of a worker without a file
+(a plain Optuna worker) is never judged: no evidence, no verdict.
 
 Which worker runs which trial is read from the journal itself, incrementally, with the doctor's
 own replay model (`journal.replay`), which assigns trial ids exactly as Optuna does.
@@ -17,9 +23,11 @@ own replay model (`journal.replay`), which assigns trial ids exactly as Optuna d
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import threading
 import time
-from collections.abc import Iterable
+import weakref
 
 from ..journal.lines import iter_lines
 from ..journal.ops import RUNNING, classify, sound_op
@@ -37,7 +45,11 @@ from .record import (
     this_process,
 )
 
-_DEAD = (Liveness.DEAD, Liveness.STALE)
+logger = logging.getLogger("journal_doctor")
+
+DEAD = (Liveness.DEAD, Liveness.STALE)
+TRIAL_PREFIX = "trial-"
+Running = dict[int, tuple[int, str]]  # trial id -> (study id, worker key)
 
 
 def worker_key(worker_id: str) -> str:
@@ -45,8 +57,12 @@ def worker_key(worker_id: str) -> str:
     return worker_id.rsplit("-", 1)[0]
 
 
+def trial_beat_name(trial_id: int) -> str:
+    return f"{TRIAL_PREFIX}{trial_id}"
+
+
 class TrialHeartbeats:
-    """This worker's heartbeat file."""
+    """One worker's heartbeat files: its own, and those of the trials it runs."""
 
     def __init__(self, journal: str, worker: str, interval: float, grace: float) -> None:
         self.journal = journal
@@ -54,26 +70,82 @@ class TrialHeartbeats:
         self.path = os.path.join(self.directory, worker)
         self.interval = interval
         self.grace = grace
+        self.last = 0.0  # monotonic time of the worker's last beat
         self._record: HolderRecord | None = None
 
     def beat(self) -> None:
+        """The worker's own beat."""
+        self._write(self.path)
+        self.last = time.monotonic()
+
+    def beat_trial(self, trial_id: int) -> None:
+        self._write(os.path.join(self.directory, trial_beat_name(trial_id)))
+
+    def trial_done(self, trial_id: int) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(self.directory, trial_beat_name(trial_id)))
+
+    def _write(self, path: str) -> None:
         if self._record is None:
             os.makedirs(self.directory, exist_ok=True)
             self._record = this_process(token=os.path.basename(self.path),
                                         interval=self.interval, grace=self.grace)  # fmt: skip
         record = self._record._replace(heartbeat_at=time.time())
-        temp = f"{self.path}.tmp"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        # A new file renamed into place: a reader never sees half a record, and on NFS a
+        # reader's open of the name meets the new file (close-to-open consistency).
+        temp = f"{path}.{os.getpid()}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(temp, flags, 0o644)
         try:
             os.write(fd, record.to_json())
         finally:
             os.close(fd)
-        os.replace(temp, self.path)
+        os.replace(temp, path)
 
     def forget(self) -> None:
-        """At exit: this worker runs nothing any more."""
+        """This worker runs nothing any more (at exit, or when the doctor's writes are done)."""
+        _BEATING.discard(self)
         with contextlib.suppress(OSError):
             os.unlink(self.path)
+
+
+# --- one thread per process beats every live worker's file --------------------------------
+
+_BEATING: weakref.WeakSet[TrialHeartbeats] = weakref.WeakSet()
+_beater: threading.Thread | None = None
+_beater_lock = threading.Lock()
+
+
+def keep_beating(heartbeats: TrialHeartbeats) -> None:
+    """Beat this worker's file for as long as it lives (until `forget`)."""
+    global _beater
+    _BEATING.add(heartbeats)
+    with _beater_lock:
+        if _beater is None or not _beater.is_alive():
+            _beater = threading.Thread(target=_beat_forever, name="journal-doctor-worker-beat",
+                                       daemon=True)  # fmt: skip
+            _beater.start()
+
+
+def _beat_forever() -> None:
+    failing: set[str] = set()  # logged once each, until it works again
+    while True:
+        beating = list(_BEATING)
+        tick = min((h.interval for h in beating), default=1.0) / 4
+        time.sleep(min(tick, 1.0))
+        for heartbeats in beating:
+            if time.monotonic() - heartbeats.last < heartbeats.interval:
+                continue
+            try:
+                heartbeats.beat()
+                failing.discard(heartbeats.path)
+            except Exception:  # any failure: log once, keep beating
+                if heartbeats.path not in failing:
+                    logger.exception("heartbeat %s failed; retrying", heartbeats.path)
+                failing.add(heartbeats.path)
+
+
+# --- reading the journal: who runs what ---------------------------------------------------
 
 
 class RunningTrials:
@@ -85,7 +157,7 @@ class RunningTrials:
         self.replay = Replay(track_open=True)
         self.lines = 0
 
-    def update(self) -> dict[int, tuple[int, str]]:
+    def update(self) -> Running:
         """trial id -> (study id, worker key) of every RUNNING trial."""
         try:
             fd = os.open(self.journal, os.O_RDONLY | os.O_CLOEXEC)
@@ -112,42 +184,113 @@ class RunningTrials:
         }
 
 
-def judge_workers(journal: str, workers: Iterable[str]) -> dict[str, RecordJudgement]:
-    """What each worker's heartbeat file proves (workers without one: absent)."""
-    directory = heartbeat_dir(journal)
-    judged: dict[str, RecordJudgement] = {}
-    fs_now: float | None = None
-    for worker in set(workers):
-        read = read_bytes(os.path.join(directory, worker))
-        record = parse(read[0]) if read else None
-        if record is None or read is None:
-            continue
+# --- judging ------------------------------------------------------------------------------
+
+
+class _Clock:
+    """The filesystem's clock, read once per judgement and only if another host is judged."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self._now: float | None = None
+        self._read = False
+
+    def now(self, record: HolderRecord) -> float | None:
         if same_host(record):
-            now = time.time()
-        else:
-            fs_now = filesystem_now(directory) if fs_now is None else fs_now
-            now = fs_now
-        judged[worker] = judge_record(record, read[1].st_mtime, now)
+            return time.time()
+        if not self._read:
+            self._now, self._read = filesystem_now(self.directory), True
+        return self._now
+
+
+def _read_beat(directory: str, name: str) -> tuple[HolderRecord, float] | None:
+    read = read_bytes(os.path.join(directory, name))
+    record = parse(read[0]) if read else None
+    return (record, read[1].st_mtime) if record is not None and read is not None else None
+
+
+def _judge_trial_beat(record: HolderRecord, beat: float, now: float | None) -> RecordJudgement:
+    """A trial's own beat: its process's record on its host, and the beat's age everywhere."""
+    judged = judge_record(record, beat, now)
+    if judged.liveness is not Liveness.ALIVE or judged.heartbeat_age <= record.grace_period:
+        return judged
+    return RecordJudgement(
+        Liveness.STALE,
+        judged.heartbeat_age,
+        f"its heartbeat is {judged.heartbeat_age:.1f}s old (> {record.grace_period:g}s), though"
+        f" process {record.pid} lives: abandoned",
+    )
+
+
+def judge_trials(journal: str, running: Running) -> dict[int, RecordJudgement]:
+    """What the heartbeats prove of each RUNNING trial that has any: its own beat, or else its
+    worker's. Trials of workers with no file (plain Optuna workers) are left out."""
+    directory = heartbeat_dir(journal)
+    try:
+        names = set(os.listdir(directory))
+    except OSError:
+        return {}
+    clock = _Clock(directory)
+    judged: dict[int, RecordJudgement] = {}
+    workers: dict[str, RecordJudgement | None] = {}
+    for trial_id, (_, worker) in running.items():
+        name = trial_beat_name(trial_id)
+        beat = _read_beat(directory, name) if name in names else None
+        if beat is not None:
+            judged[trial_id] = _judge_trial_beat(beat[0], beat[1], clock.now(beat[0]))
+            continue
+        if worker not in workers:
+            found = _read_beat(directory, worker) if worker in names else None
+            workers[worker] = (
+                judge_record(found[0], found[1], clock.now(found[0])) if found else None
+            )
+        if workers[worker] is not None:
+            judged[trial_id] = workers[worker]  # type: ignore[assignment]
     return judged
 
 
-def stale_trials(running: dict[int, tuple[int, str]], study_id: int, journal: str) -> list[int]:
-    """The RUNNING trials of this study whose worker's heartbeat proves it dead."""
-    mine = {tid: worker for tid, (sid, worker) in running.items() if sid == study_id}
-    judged = judge_workers(journal, mine.values())
-    return sorted(tid for tid, w in mine.items() if w in judged and judged[w].liveness in _DEAD)
+def stale_trials(running: Running, study_id: int, journal: str) -> list[int]:
+    """The RUNNING trials of this study that their heartbeats prove abandoned."""
+    mine = {tid: entry for tid, entry in running.items() if entry[0] == study_id}
+    return sorted(tid for tid, j in judge_trials(journal, mine).items() if j.liveness in DEAD)
 
 
-def prune(journal: str, running: dict[int, tuple[int, str]]) -> None:
-    """Remove the files of workers proven dead that run nothing any more: a fleet restarted
-    for weeks leaves one file per worker otherwise."""
+def prune(journal: str, running: Running) -> None:
+    """Remove the files of workers proven dead that run nothing any more, and the beats of
+    trials that finished long enough ago: a fleet restarted for weeks leaves files otherwise."""
     directory = heartbeat_dir(journal)
     try:
         names = [n for n in os.listdir(directory) if not n.endswith(".tmp")]
     except OSError:
         return
     busy = {worker for _, worker in running.values()}
-    for worker, judged in judge_workers(journal, set(names) - busy).items():
-        if judged.liveness in _DEAD:
+    clock = _Clock(directory)
+    for name in names:
+        if name.startswith(TRIAL_PREFIX):
+            gone = _finished_beat(directory, name, running, clock)
+        elif name not in busy:
+            found = _read_beat(directory, name)
+            gone = found is not None and (
+                judge_record(found[0], found[1], clock.now(found[0])).liveness in DEAD
+            )
+        else:
+            gone = False
+        if gone:
             with contextlib.suppress(OSError):
-                os.unlink(os.path.join(directory, worker))
+                os.unlink(os.path.join(directory, name))
+
+
+def _finished_beat(directory: str, name: str, running: Running, clock: _Clock) -> bool:
+    """A trial's beat whose trial is not RUNNING and has not been beaten for a grace period
+    (a trial created after the journal was read may have just written its first beat)."""
+    try:
+        trial_id = int(name[len(TRIAL_PREFIX) :])
+    except ValueError:
+        return False
+    if trial_id in running:
+        return False
+    found = _read_beat(directory, name)
+    if found is None:
+        return False
+    now = clock.now(found[0])
+    return now is not None and now - found[1] > found[0].grace_period

@@ -14,13 +14,19 @@ heartbeat while held, and an acquire that breaks a provably dead holder's lock a
   `clean` judges it with `grace_period` as its minimum age. A dead holder's lock is broken
   through the doctor's break protocol (rename, verify, unlink), a live one never; it backs off
   (1 ms doubling to 1 s, as Optuna does) and logs who it waits on every 10 s.
-- Release is Optuna's (rename, unlink), after removing the record, and only of its own lock.
+- Release is Optuna's (rename, unlink), after unbinding the record, and only of its own lock.
+- Fencing (`append`): a holder writes only while the lock is still the file it made and it has
+  beaten within its grace period (else others may have judged it dead); the append holds a
+  POSIX byte-range lock on the journal, which an NFSv4 server revokes when a cut-off client's
+  lease runs out (its late write then fails instead of landing over other hosts' lines); a lock
+  found broken after the write raises `LockLost` rather than go on as if nothing happened.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import logging
 import os
 import random
@@ -55,7 +61,23 @@ _REAL_REFUSAL = 20  # EPERM on a free name this many times in a row: a real perm
 
 class LockTimeout(TimeoutError):
     """The guarded lock was not acquired within `timeout` seconds. The message names the lock,
-    its holder and what would help."""
+    its holder and what would help; `.path` is the lock, `.waiting_on` who held it and why."""
+
+    def __init__(self, message: str, *, path: str = "", waiting_on: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+        self.waiting_on = waiting_on
+
+
+class LockLost(RuntimeError):
+    """The guarded lock was broken while this process held it and wrote under it (its host was
+    cut off or frozen past the grace period): another holder may have written meanwhile.
+    `.path` is the lock, `.journal` the journal to check (`journal-doctor check`)."""
+
+    def __init__(self, message: str, *, path: str, journal: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.journal = journal
 
 
 class GuardedLock:
@@ -80,18 +102,31 @@ class GuardedLock:
         self.grace_period = grace_period
         self.timeout = timeout
         self._target = os.path.basename(journal)
+        self._start()
+
+    def _start(self) -> None:
+        """The state of one process's lock: made anew when a storage is unpickled elsewhere."""
         self._held: tuple[int, int] | None = None  # (device, inode) of the lock we made
         self._record: HolderRecord | None = None
-        self._sidecar_fd: int | None = None  # a symlink lock's record file, kept open
         self._beat = threading.Lock()  # the heartbeat and release() never overlap
-        self._beaten_at = 0.0
+        self._beaten_at = 0.0  # monotonic: the take or the last beat that succeeded
         self._thread: threading.Thread | None = None
+        self._beat_failed = False  # a failing beat is logged once, not every tick
         self.lost = 0  # times the lock was found broken while held (fencing)
         self._refusals = 0
         # Who this process is, read now: built inside the first hold, it left a window of
         # tens of milliseconds (psutil's import) in which a kill left a lock with no record.
-        self._template = this_process(token=uuid.uuid4().hex, interval=heartbeat_interval,
-                                      grace=grace_period, target=self._target)  # fmt: skip
+        self._template = this_process(token=uuid.uuid4().hex, interval=self.heartbeat_interval,
+                                      grace=self.grace_period, target=self._target)  # fmt: skip
+
+    def __getstate__(self) -> dict[str, object]:
+        keep = ("journal", "path", "directory", "kind", "heartbeat_interval", "grace_period",
+                "timeout", "_target")  # fmt: skip
+        return {name: self.__dict__[name] for name in keep}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._start()
 
     # --- acquire ---------------------------------------------------------------------------
 
@@ -120,7 +155,9 @@ class GuardedLock:
             if self.timeout is not None and now - started >= self.timeout:
                 raise LockTimeout(
                     f"{self.path}: not acquired in {self.timeout:g}s; {waiting_on} If that"
-                    " holder is gone, `journal-doctor scan` says why the lock is kept."
+                    " holder is gone, `journal-doctor scan` says why the lock is kept.",
+                    path=self.path,
+                    waiting_on=waiting_on,
                 )
             if now >= next_log:
                 logger.warning("waiting %.0fs for %s: %s", now - started, self.path, waiting_on)
@@ -173,13 +210,17 @@ class GuardedLock:
             st, found = lock_record(self.path)
         except FileNotFoundError:
             return None  # released meanwhile (a holder's lock lives for milliseconds)
+        if found is not None and found.record.token == self._template.token:
+            found = None  # names this very process, which does not hold it: an old copy
         if found is not None:
             record = found.record
             if same_host(record):
                 judged = judge_record(record, found.beat_mtime, found.beat_mtime)
                 if judged.liveness is not Liveness.DEAD:
                     return f"held by {record.who}: {judged.why}."
-        elif time.time() - st.st_mtime < self.grace_period:
+        elif time.time() - max(st.st_mtime, st.st_ctime) < self.grace_period:
+            # ctime too: an NFSv3 exclusive create shows the client's verifier (a 1970s date)
+            # as the new file's mtime until its follow-up SETATTR; the server sets the ctime.
             return "held by a plain Optuna worker (no holder record) for a moment."
         report = self._judge()
         if report is None:
@@ -216,6 +257,44 @@ class GuardedLock:
         """Fencing: is the lock at the path still the one this process made?"""
         return self._held is not None and self._still(self._held)
 
+    def may_write(self) -> bool:
+        """Still the lock this process made, and beaten (or taken) within the grace period: a
+        holder silent for longer may have been judged dead and its lock broken and retaken."""
+        silent = time.monotonic() - self._beaten_at
+        return silent < self.grace_period and self.still_held()
+
+    def append(self, journal: str, data: bytes) -> bool:
+        """Append `data` under this lock (held): False, writing nothing, when the lock may no
+        longer be this process's (take it again and retry); `LockLost` when it was broken
+        during the write. The write holds a byte-range lock on the journal: on NFSv4 the
+        server revokes it from a client cut off past its lease, so that client's late write
+        fails (EIO) instead of landing over what other hosts appended meanwhile."""
+        if not self.may_write():
+            return False
+        try:
+            with open(journal, "ab") as f:
+                _lock_range(f.fileno())
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:
+            if self.still_held():
+                raise
+            raise self._lost(f"the write failed ({err.strerror or err})") from err
+        if not self.still_held():
+            raise self._lost("it was gone when the write ended")
+        return True
+
+    def _lost(self, what: str) -> LockLost:
+        self.lost += 1
+        return LockLost(
+            f"{self.path} was broken while this process held it (its host cut off or frozen"
+            f" past the {self.grace_period:g}s grace period), and {what}: another holder may"
+            f" have written meanwhile. Check the journal: journal-doctor check {self.journal}",
+            path=self.path,
+            journal=self.journal,
+        )
+
     def _still(self, held: tuple[int, int]) -> bool:
         try:
             st = os.lstat(self.path)
@@ -242,9 +321,21 @@ class GuardedLock:
             with self._beat:  # release() takes it too: never beat a lock being released
                 due = time.monotonic() - self._beaten_at >= self.heartbeat_interval
                 if self._held is not None and due:
-                    with contextlib.suppress(OSError):
-                        self._refresh()
-                    self._beaten_at = time.monotonic()
+                    self._beat_once()
+
+    def _beat_once(self) -> None:
+        """One beat; whatever goes wrong, the thread goes on (a holder that stops beating is
+        judged dead by other hosts), and a holder that could not beat for its grace period
+        stops writing (`may_write`)."""
+        try:
+            self._refresh()
+        except Exception:  # any failure: log once, keep beating
+            if not self._beat_failed:
+                logger.exception("heartbeat of %s failed; retrying", self.path)
+            self._beat_failed = True
+            return
+        self._beat_failed = False
+        self._beaten_at = time.monotonic()
 
     def _refresh(self) -> None:
         """One beat of the mtime Optuna's own waiters watch (they stat the lock, so a symlink
@@ -269,28 +360,29 @@ class GuardedLock:
         self._record = record
 
     def _bind_sidecar(self, lock_mtime_ns: int) -> None:
-        """Bind this process's record to the lock just taken: the record file's mtime becomes
-        the lock's (0 unbinds it). Only metadata changes per hold; the content is written when
-        another process's record is there. Only the holder binds it; a reader that catches it
-        half written or unbound judges the lock by its age (the cautious way)."""
-        fd = self._sidecar()
-        if lock_mtime_ns:
-            data = self._template.to_json(RECORD_SLOT)
-            if os.pread(fd, RECORD_SLOT, 0) != data:
-                os.pwrite(fd, data, 0)
-                if len(data) != RECORD_SLOT:  # a record longer than the slot
-                    os.ftruncate(fd, len(data))
-        os.utime(fd, ns=(lock_mtime_ns, lock_mtime_ns))
+        """Bind this process's record to the lock just taken: the record names the lock's
+        mtime, and the file's mtime becomes the lock's. Only the holder binds it; a reader that
+        catches it half written or unbound judges the lock by its age (the cautious way).
+        Opened and closed per hold, never kept open: an NFS client serves its own cached pages
+        of a file a local process holds open for writing, however another host rewrote it
+        (verified on the NFS bed), and close-to-open consistency covers only this pattern."""
+        seconds = lock_mtime_ns // 1_000_000_000
+        record = self._template._replace(lock_mtime=seconds, lock_mtime_ns=lock_mtime_ns)
+        data = record.to_json(RECORD_SLOT)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(record_path(self.path), flags, 0o644)
+        try:
+            os.pwrite(fd, data, 0)
+            if len(data) != RECORD_SLOT:  # a record longer than the slot
+                os.ftruncate(fd, len(data))
+            os.utime(fd, ns=(lock_mtime_ns, lock_mtime_ns))
+        finally:
+            os.close(fd)
 
-    def _sidecar(self) -> int:
-        fd = self._sidecar_fd
-        if fd is not None and os.fstat(fd).st_nlink > 0:
-            return fd
-        if fd is not None:
-            os.close(fd)  # a breaker removed it with a dead holder's record: start a new one
-        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        self._sidecar_fd = os.open(record_path(self.path), flags, 0o644)
-        return self._sidecar_fd
+    def _unbind_sidecar(self) -> None:
+        """Before release: the record no longer describes any lock (its mtime is 0)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(record_path(self.path), ns=(0, 0), follow_symlinks=False)
 
     # --- release -----------------------------------------------------------------------------
 
@@ -303,7 +395,7 @@ class GuardedLock:
         if self.kind is LockKind.SYMLINK and record is not None and self._still(held):
             # Still ours, so the record is ours (a breaker removes it before breaking): unbind
             # it before the lock goes, so it never describes a later lock.
-            self._bind_sidecar(0)
+            self._unbind_sidecar()
         released = f"{self.path}{uuid.uuid4()}.rename"  # Optuna's release name
         try:
             os.rename(self.path, released)
@@ -321,3 +413,11 @@ class GuardedLock:
         except FileExistsError:
             return  # a newer lock took the name; the one found stays as a leftover
         os.unlink(released)
+
+
+def _lock_range(fd: int) -> None:
+    """A POSIX byte-range lock on the whole journal for one append; released at close. Plain
+    Optuna workers take none, and the guarded lock already excludes other guarded holders, so
+    it is free but for a holder whose lock was broken while its write was stalled: then it
+    waits (on NFSv4, until the server revokes the stalled client's lock at its lease's end)."""
+    fcntl.lockf(fd, fcntl.LOCK_EX)

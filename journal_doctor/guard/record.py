@@ -4,13 +4,16 @@ other tools read. The format is documented in the README ("The holder record") a
 Where it lives:
 - an open (O_EXCL) lock: inside the lock file itself, so it can only describe that very file;
 - a symlink lock: beside it, `<journal>.lock.holder`, holding the record of the process that
-  last held the lock, bound to the lock by its mtime: right after taking the lock the holder
-  sets the file's mtime to the lock's, and to 0 before releasing it (whole seconds are
-  compared: what every host and sshfs agree on). A breaker removes it, verified, before
-  breaking the lock. So a record never describes a later lock but through a tool that knows
-  nothing of records, and then the mtimes tell them apart. Its heartbeat is the journal's
-  mtime, which the holder touches while it holds the lock: what Optuna's own waiters watch.
-- a trial's heartbeat: `<journal>.heartbeats/<trial id>`.
+  last held the lock, bound to the lock twice: the record names the lock's mtime (to the
+  nanosecond) and, right after taking the lock, the holder sets the file's mtime to the lock's,
+  and to 0 before releasing it. A breaker removes it, verified, before breaking the lock. So a
+  record never describes a later lock, and a copy of an older record that a network
+  filesystem's client cache still serves (NFS keeps a file's cached pages while a local
+  process has it open for writing) names another mtime and proves nothing. Nobody keeps the
+  file open: it is opened, written and closed per hold, which is what NFS's close-to-open
+  consistency covers. Its heartbeat is the journal's mtime, which the holder touches while it
+  holds the lock: what Optuna's own waiters watch.
+- heartbeats of workers and trials: `<journal>.heartbeats/` (`guard.heartbeat`).
 
 Nothing here imports optuna or the lock modules: `scan` reads records on its fast path.
 """
@@ -46,9 +49,10 @@ class HolderRecord(NamedTuple):
     heartbeat_at: float  # holder's clock at the last beat
     heartbeat_interval: float
     grace_period: float
-    token: str  # this acquisition
+    token: str  # this acquisition (symlink locks: this process)
     lock_mtime: int  # symlink locks: the lock's mtime in whole seconds (the binding)
     lock_target: str | None  # symlink locks: the target as written
+    lock_mtime_ns: int = 0  # symlink locks: the same to the nanosecond (added in format 1)
 
     def to_json(self, pad: int = 0) -> bytes:
         """One JSON line; with `pad`, space-padded to that many bytes (a fixed slot)."""
@@ -68,7 +72,8 @@ def parse(data: bytes) -> HolderRecord | None:
         document = json.loads(data)
         if not isinstance(document, dict) or document.get("format") != FORMAT:
             return None
-        return HolderRecord(**{field: document[field] for field in HolderRecord._fields})
+        known = {field: document[field] for field in HolderRecord._fields if field in document}
+        return HolderRecord(**known)
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -117,14 +122,24 @@ def read_record(lock: str, lock_st: os.stat_result, target: str | None) -> Found
     record = parse(read[0]) if read else None
     if record is None or read is None:
         return None
-    # Bound: its holder set the record file's mtime to the lock's when it took it (whole
-    # seconds, what every host and sshfs agree on), and to 0 before releasing it.
-    record_mtime = int(read[1].st_mtime)
-    bound = record_mtime == int(lock_st.st_mtime) and record_mtime > 0
-    if not bound or record.lock_target != target:
+    if not bound(record, read[1], lock_st) or record.lock_target != target:
         return None
     beat = fresh_mtime(lock[: -len(".lock")])  # the journal's mtime: the heartbeat
     return Found(record, beat) if beat is not None else None
+
+
+def bound(record: HolderRecord, record_st: os.stat_result, lock_st: os.stat_result) -> bool:
+    """Does this symlink lock's record describe the lock whose lstat is `lock_st`? Its holder
+    wrote the lock's mtime into it and set the file's mtime to the lock's when it took it, and
+    to 0 before releasing it. Whole seconds must agree; nanoseconds too, unless one side sees
+    whole seconds only (sshfs does, a holder on the server's own disk does not)."""
+    lock_s, lock_ns = divmod(lock_st.st_mtime_ns, 1_000_000_000)
+    if lock_s <= 0 or record.lock_mtime != lock_s:
+        return False
+    if record.lock_mtime_ns and lock_ns and record.lock_mtime_ns != lock_st.st_mtime_ns:
+        return False
+    file_s, file_ns = divmod(record_st.st_mtime_ns, 1_000_000_000)
+    return file_s == lock_s and (file_ns == lock_ns or not file_ns or not lock_ns)
 
 
 def lock_record(lock: str) -> tuple[os.stat_result, Found | None]:
@@ -233,6 +248,7 @@ class Liveness(str, enum.Enum):
     DEAD = "dead"  # proven: its pid is gone or reused, or the host rebooted
     BEATING = "beating"  # elsewhere: its heartbeat is younger than its grace period
     STALE = "stale"  # elsewhere: its heartbeat is older than its grace period
+    UNKNOWN = "unknown"  # elsewhere, and the filesystem's clock could not be read: cannot tell
 
 
 class RecordJudgement(NamedTuple):
@@ -251,14 +267,15 @@ def same_host(record: HolderRecord) -> bool:
 
 
 def judge_record(
-    record: HolderRecord, beat_mtime: float, fs_now: float, local: bool = False
+    record: HolderRecord, beat_mtime: float, fs_now: float | None, local: bool = False
 ) -> RecordJudgement:
     """Alive or dead, from /proc on the holder's own host, else from its heartbeat's age
     measured on the filesystem's clock (`fs_now`): robust to skew between hosts' clocks.
+    Without that clock (None) another host's holder cannot be judged: UNKNOWN, never stale.
 
     `local`: the lock is on a filesystem only this machine writes (not a network filesystem,
     not exported). Then a record of another boot was written before this machine rebooted."""
-    age = max(0.0, fs_now - beat_mtime)
+    age = max(0.0, (time.time() if fs_now is None else fs_now) - beat_mtime)
     if same_host(record):
         ticks = start_ticks(record.pid)
         if ticks is None:
@@ -273,6 +290,13 @@ def judge_record(
         return RecordJudgement(Liveness.ALIVE, age, f"process {record.pid} is alive")
     if local and record.boot_id and boot_id() and record.boot_id != boot_id():
         return RecordJudgement(Liveness.DEAD, age, "this machine rebooted since it was taken")
+    if fs_now is None:
+        return RecordJudgement(
+            Liveness.UNKNOWN,
+            age,
+            "its heartbeat's age cannot be told: the filesystem's clock could not be read"
+            " (nothing could be created there: full, over quota or read-only)",
+        )
     if age > record.grace_period:
         return RecordJudgement(
             Liveness.STALE, age, f"its heartbeat is {age:.1f}s old (> {record.grace_period:g}s)"
@@ -280,14 +304,15 @@ def judge_record(
     return RecordJudgement(Liveness.BEATING, age, f"its heartbeat is {age:.1f}s old")
 
 
-def filesystem_now(directory: str) -> float:
-    """The filesystem's own clock: the mtime of a file made there just now. Falls back to
-    this host's clock where nothing can be written (a read-only mount)."""
+def filesystem_now(directory: str) -> float | None:
+    """The filesystem's own clock: the mtime of a file made there just now. None where nothing
+    can be created (full, over quota, read-only): this host's clock may disagree with the
+    other hosts' by minutes, so their heartbeats cannot be aged, and nothing is judged stale."""
     probe = os.path.join(directory, f".journal-doctor-clock-{os.getpid()}-{time.monotonic_ns()}")
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except OSError:
-        return time.time()
+        return None
     try:
         return os.fstat(fd).st_mtime
     finally:

@@ -1,30 +1,44 @@
 """`journal_doctor.storage()`: an Optuna JournalStorage whose lock names its holder, beats a
 heartbeat, times out, and breaks a dead holder's lock in milliseconds; with Optuna's trial
 heartbeat protocol, so `study.optimize` fails (and a retry callback re-runs) the RUNNING trials
-of dead workers by itself.
+of dead workers, and the trials a live process abandoned, by itself.
 
-Works with every Optuna from 3.6: the classes are built on first use from the installed
-version's own (`journal.optuna_api`), and optuna is imported only then.
+Works with every Optuna from 3.6: the installed version's classes come from
+`journal.optuna_api`, the one place that knows where each version keeps them. This module
+imports optuna: it is loaded only by `storage()` (and by unpickling a guarded storage), never
+by `scan` or `clean`. Its classes live at module level, so a guarded storage pickles as
+`JournalStorage` does: each process that unpickles one gets its own lock, worker id and
+heartbeats.
 """
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import os
+import weakref
 from collections.abc import Callable
-from functools import cache
-from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..journal.optuna_api import DialectMixin, file_backend_class, journal_storage_class
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.trial import TrialState
+
+from ..journal.optuna_api import (
+    DialectMixin,
+    base_lock_class,
+    file_backend_class,
+    journal_storage_class,
+)
 from ..model import LockKind
-from .heartbeat import RunningTrials, TrialHeartbeats, prune, stale_trials, worker_key
+from .heartbeat import RunningTrials, TrialHeartbeats, keep_beating, prune, stale_trials, worker_key
 from .lock import GRACE_PERIOD, HEARTBEAT_INTERVAL, GuardedLock
 
+if TYPE_CHECKING:
+    from optuna.storages import JournalStorage
+
 logger = logging.getLogger("journal_doctor")
-FailedTrialCallback = Callable[[Any, Any], None]
+StaleTrialCallback = Callable[[Any, Any], None]
+_KINDS = {"symlink": LockKind.SYMLINK, "open": LockKind.FILE}
 
 
 def storage(
@@ -34,20 +48,22 @@ def storage(
     heartbeat_interval: float = HEARTBEAT_INTERVAL,
     grace_period: float = GRACE_PERIOD,
     timeout: float | None = None,
-    failed_trial_callback: FailedTrialCallback | None = None,
-) -> Any:
-    """A drop-in `optuna.storages.JournalStorage` for the journal at `path`.
+    failed_trial_callback: StaleTrialCallback | None = None,
+    heartbeat_stale_trial_callback: StaleTrialCallback | None = None,
+) -> JournalStorage:
+    """A drop-in `optuna.storages.JournalStorage` for the journal at `path` (also an Optuna
+    `BaseHeartbeat`, so `study.optimize` fails the trials of dead workers).
 
     `lock`: "symlink" (Optuna's default kind) or "open" (an O_EXCL file, for NFS without
     symlinks and for Windows-like filesystems). `heartbeat_interval` (seconds) is how often a
-    holder, and a worker running a trial, beats; `grace_period` how old a heartbeat on another
-    host must be before its holder counts as dead (on this host, /proc decides at once).
+    holder, a worker and a running trial beat; `grace_period` how old a heartbeat must be before
+    its holder, or its trial, counts as dead (on the holder's own host /proc decides at once).
     `timeout`: raise `journal_doctor.LockTimeout` after that many seconds without the lock
-    (None: wait as long as a live holder holds it). `failed_trial_callback` runs for each trial
-    failed because its worker died, e.g. `optuna.storages.RetryFailedTrialCallback()`.
+    (None: wait as long as a live holder holds it). `failed_trial_callback` (Optuna < 5.0's name)
+    or `heartbeat_stale_trial_callback` (5.0's) runs for each trial failed as stale, e.g.
+    `optuna.storages.RetryFailedTrialCallback()`.
     """
-    kinds = {"symlink": LockKind.SYMLINK, "open": LockKind.FILE}
-    if lock not in kinds:
+    if lock not in _KINDS:
         raise ValueError(f"lock={lock!r}: use 'symlink' or 'open'")
     if not 0 < heartbeat_interval < grace_period:
         raise ValueError(
@@ -55,101 +71,103 @@ def storage(
             f" grace_period={grace_period}: a holder must beat several times per grace period"
         )
     journal = os.fspath(path)
-    lock_class, backend_class, storage_class = _classes()
-    guard = lock_class(
+    guard = OptunaGuardedLock(
         journal,
-        kinds[lock],
+        _KINDS[lock],
         heartbeat_interval=heartbeat_interval,
         grace_period=grace_period,
         timeout=timeout,
     )
-    return storage_class(
-        backend_class(journal, lock_obj=guard),
-        journal,
-        (heartbeat_interval, grace_period),
-        failed_trial_callback,
-    )
+    callback = heartbeat_stale_trial_callback or failed_trial_callback
+    return GuardedJournalStorage(GuardedBackend(journal, lock_obj=guard), journal, callback)
 
 
-@cache
-def _classes() -> tuple[Any, Any, Any]:
-    from optuna.storages._heartbeat import BaseHeartbeat
-    from optuna.trial import TrialState
+class OptunaGuardedLock(GuardedLock, base_lock_class()):  # type: ignore[misc]
+    """A GuardedLock that is also an instance of Optuna's lock base class."""
 
-    try:
-        base_lock = import_module("optuna.storages.journal._file").BaseJournalFileLock
-    except ImportError:  # Optuna < 4.0
-        base_lock = import_module("optuna.storages._journal.file").JournalFileBaseLock
 
-    class OptunaGuardedLock(GuardedLock, base_lock):  # type: ignore[misc, valid-type]
-        """A GuardedLock that is also an instance of Optuna's lock base class."""
+class GuardedBackend(file_backend_class()):  # type: ignore[misc]
+    """Optuna's file backend, appending through the guarded lock's fenced write."""
 
-    class GuardedBackend(file_backend_class()):  # type: ignore[misc]
-        def append_logs(self, logs: list[dict[str, Any]]) -> None:
-            data = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
-            guard: GuardedLock = self._lock
-            while True:
-                guard.acquire()
-                try:
-                    # Fencing: never write under a lock that was broken meanwhile (a holder
-                    # frozen past its grace period); take it again instead.
-                    if guard.still_held():
-                        with open(self._file_path, "ab") as f:
-                            f.write(data.encode("utf-8"))
-                            f.flush()
-                            os.fsync(f.fileno())
-                        return
-                    logger.warning(
-                        "%s was broken while this process held it (frozen past its grace"
-                        " period?); taking it again before writing",
-                        guard.path,
-                    )
-                finally:
-                    guard.release()
+    _lock: GuardedLock
+    _file_path: str
 
-    journal_storage: Any = journal_storage_class()
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        data = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode()
+        guard = self._lock
+        while True:
+            guard.acquire()
+            try:
+                if guard.append(self._file_path, data):
+                    return
+            finally:
+                guard.release()
+            logger.warning(
+                "%s may have been broken while this process held it (silent past its grace"
+                " period: frozen?); taking it again before writing",
+                guard.path,
+            )
 
-    class GuardedJournalStorage(DialectMixin, journal_storage, BaseHeartbeat):  # type: ignore[misc]
-        def __init__(
-            self,
-            backend: Any,
-            journal: str,
-            timing: tuple[float, float],
-            callback: FailedTrialCallback | None,
-        ) -> None:
-            super().__init__(backend)
-            self._journal = journal
-            me = worker_key(self._replay_result.worker_id)
-            self._heartbeats = TrialHeartbeats(journal, me, *timing)
-            self._heartbeats.beat()  # before any trial: a kill mid-CREATE_TRIAL is covered
-            atexit.register(self._heartbeats.forget)
-            self._running = RunningTrials(journal)
-            self._failed_trial_callback = callback
 
-        def record_heartbeat(self, trial_id: int) -> None:
-            self._heartbeats.beat()
+class GuardedJournalStorage(DialectMixin, journal_storage_class(), BaseHeartbeat):  # type: ignore[misc]
+    """JournalStorage with Optuna's trial-heartbeat protocol, the heartbeats kept outside the
+    journal (`guard.heartbeat`)."""
 
-        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-            running = self._running.update()
-            stale = set(stale_trials(running, study_id, self._journal))
-            prune(self._journal, running)
-            # Only what Optuna itself sees RUNNING (the two replays agree; this makes sure).
-            seen = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
-            return sorted(t._trial_id for t in seen if t._trial_id in stale)
+    def __init__(self, backend: Any, journal: str, callback: StaleTrialCallback | None) -> None:
+        super().__init__(backend)
+        self._journal = journal
+        self._stale_trial_callback = callback
+        self._start_heartbeats()
 
-        def get_heartbeat_interval(self) -> int | None:
-            # Optuna types it int; it only ever waits on it, and fractions work.
-            return self._heartbeats.interval  # type: ignore[return-value]
+    def _start_heartbeats(self) -> None:
+        guard: GuardedLock = self._backend._lock
+        me = worker_key(self._replay_result.worker_id)
+        self._heartbeats = TrialHeartbeats(
+            self._journal, me, guard.heartbeat_interval, guard.grace_period
+        )
+        self._heartbeats.beat()  # before any trial: a kill mid-CREATE_TRIAL is covered
+        keep_beating(self._heartbeats)
+        # At exit, or when the storage is collected: this worker runs nothing any more.
+        weakref.finalize(self, self._heartbeats.forget)
+        self._running = RunningTrials(self._journal)
 
-        def get_heartbeat_stale_trial_callback(self) -> FailedTrialCallback | None:
-            return self._failed_trial_callback
+    def __getstate__(self) -> dict[str, Any]:
+        state: dict[str, Any] = super().__getstate__()
+        del state["_heartbeats"], state["_running"]
+        return state
 
-        def get_failed_trial_callback(self) -> FailedTrialCallback | None:  # Optuna < 5.0
-            return self._failed_trial_callback
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._start_heartbeats()  # a new process: its own worker id and heartbeats
 
-        def create_new_trial(self, study_id: int, template_trial: Any = None) -> int:
-            self._heartbeats.beat()  # fresh before the trial exists, whoever judges it
-            trial_id: int = super().create_new_trial(study_id, template_trial)
-            return trial_id
+    def record_heartbeat(self, trial_id: int) -> None:
+        self._heartbeats.beat_trial(trial_id)
 
-    return OptunaGuardedLock, GuardedBackend, GuardedJournalStorage
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        running = self._running.update()
+        stale = set(stale_trials(running, study_id, self._journal))
+        prune(self._journal, running)
+        # Only what Optuna itself sees RUNNING (the two replays agree; this makes sure).
+        seen = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+        return sorted(t._trial_id for t in seen if t._trial_id in stale)
+
+    def get_heartbeat_interval(self) -> int | None:
+        # Optuna types it int; it only ever waits on it, and fractions work.
+        return self._heartbeats.interval  # type: ignore[return-value]
+
+    def get_heartbeat_stale_trial_callback(self) -> StaleTrialCallback | None:
+        return self._stale_trial_callback
+
+    def get_failed_trial_callback(self) -> StaleTrialCallback | None:  # Optuna < 5.0
+        return self._stale_trial_callback
+
+    def create_new_trial(self, study_id: int, template_trial: Any = None) -> int:
+        self._heartbeats.beat()  # fresh before the trial exists, whoever judges it
+        trial_id: int = super().create_new_trial(study_id, template_trial)
+        return trial_id
+
+    def set_trial_state_values(self, trial_id: int, state: Any, values: Any = None) -> bool:
+        done: bool = super().set_trial_state_values(trial_id, state, values)
+        if state.is_finished():
+            self._heartbeats.trial_done(trial_id)  # whoever finished it, its beat is over
+        return done

@@ -38,6 +38,17 @@ def file_backend_class() -> Any:
     return JournalFileBackend
 
 
+def base_lock_class() -> Any:
+    """The base class of Optuna's journal file locks (`JournalFileBackend` checks for it)."""
+    try:
+        from optuna.storages.journal._file import BaseJournalFileLock
+    except ImportError:  # Optuna < 4.0
+        from optuna.storages._journal.file import (  # type: ignore[no-redef]
+            JournalFileBaseLock as BaseJournalFileLock,
+        )
+    return BaseJournalFileLock
+
+
 def journal_storage_class() -> Any:
     try:
         from optuna.storages.journal import JournalStorage

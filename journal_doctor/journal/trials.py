@@ -55,21 +55,17 @@ def list_trials(journal: str) -> TrialsReport:
 
 
 def with_heartbeats(journal: str, health: JournalHealth) -> tuple[OpenTrial, ...]:
-    """RUNNING trials whose guarded worker's heartbeat proves it dead are abandoned too."""
-    from ..guard.heartbeat import judge_workers, worker_key
-    from ..guard.record import Liveness
+    """RUNNING trials that their heartbeats prove abandoned (the rule `study.optimize` applies
+    through the guarded storage: `guard.heartbeat.judge_trials`) are marked so."""
+    from ..guard.heartbeat import DEAD, judge_trials, worker_key
 
-    workers = {
-        t.trial_id: worker_key(t.worker_id)
+    running = {
+        t.trial_id: (t.study_id, worker_key(t.worker_id))
         for t in health.open_trials
         if t.state == "RUNNING" and t.worker_id
     }
-    judged = judge_workers(journal, workers.values()) if workers else {}
-    dead = {
-        tid: judged[w]
-        for tid, w in workers.items()
-        if w in judged and judged[w].liveness in (Liveness.DEAD, Liveness.STALE)
-    }
+    judged = judge_trials(journal, running) if running else {}
+    dead = {tid: j for tid, j in judged.items() if j.liveness in DEAD}
     return tuple(
         replace(t, abandoned=True, evidence=f"heartbeat: {dead[t.trial_id].why}")
         if t.trial_id in dead
@@ -144,7 +140,7 @@ def _guarded_storage(journal: str) -> Iterator[Any]:
     try:
         yield guarded
     finally:
-        guarded._heartbeats.forget()
+        guarded._heartbeats.forget()  # type: ignore[attr-defined]
 
 
 def _fail_all(storage: Any, trials: list[OpenTrial], retry: bool) -> tuple[TrialOutcome, ...]:

@@ -36,6 +36,7 @@ DECIDERS = {
     " the workers",
     Blindness.CONTAINER: "run journal-doctor on the host, outside the container",
     Blindness.HIDDEN_PROCESSES: "run journal-doctor as root",
+    Blindness.NO_CLOCK: "free some space there, or run journal-doctor where it can create a file",
 }
 
 
@@ -134,6 +135,13 @@ def _judge_record(record: HolderRecord, judged: RecordJudgement) -> Judgement:
     if judged.liveness in (Liveness.DEAD, Liveness.STALE):
         return Judgement(
             Verdict.ORPHANED, f"Held by {who} per its holder record, but {judged.why}: dead."
+        )
+    if judged.liveness is Liveness.UNKNOWN:
+        return Judgement(
+            Verdict.UNKNOWN,
+            f"Held by {who} per its holder record, but {judged.why}. To decide: free some"
+            " space there, or run journal-doctor where it can create a file; or wait.",
+            transient=True,
         )
     if judged.liveness is Liveness.STOPPED:
         return Judgement(

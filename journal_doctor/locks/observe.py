@@ -16,7 +16,16 @@ from typing import Any
 from ..errors import os_error_advice
 from ..guard.record import Found, filesystem_now, judge_record, read_record, same_host
 from ..journal.probe import probe_journal
-from ..model import OTHER_HOSTS, Identity, JournalState, LockKind, LockObservation, Unseen
+from ..model import (
+    OTHER_HOSTS,
+    SERVER_TIMES,
+    Blindness,
+    Identity,
+    JournalState,
+    LockKind,
+    LockObservation,
+    Unseen,
+)
 from .discover import LeftoverCandidate, LockCandidate
 from .visibility import Sight
 
@@ -63,6 +72,7 @@ class Observer:
         self.sight = Sight(shared)
         self._boot_time: float | None = None
         self._directories: dict[str, tuple[int, int]] = {}
+        self._clocks: dict[str, float | None] = {}
 
     @property
     def boot_time(self) -> float:
@@ -110,12 +120,13 @@ class Observer:
         filesystem = self.sight.filesystem(directory_key[0])
         resolved, dangling = _resolve(kind, target, directory, candidate.journal, journal)
         unseen = self.sight.unseen(directory, filesystem)
+        age, unseen = self._age(st, directory, unseen)
         return LockObservation(
             path=candidate.path,
             journal=candidate.journal,
             root=candidate.root,
             identity=Identity(st.st_dev, st.st_ino, st.st_mtime_ns, kind, target),
-            age_seconds=max(0.0, self.now - st.st_mtime),
+            age_seconds=age,
             owner_uid=st.st_uid,
             owner=user_name(st.st_uid),
             filesystem=filesystem,
@@ -130,9 +141,27 @@ class Observer:
             record_judgement=self._judge_record(found, directory, unseen) if found else None,
         )
 
+    def _age(
+        self, st: os.stat_result, directory: str, unseen: tuple[Unseen, ...]
+    ) -> tuple[float, tuple[Unseen, ...]]:
+        """How old the lock is, and the blind spots with one more where that cannot be told."""
+        if not any(u.blindness in SERVER_TIMES for u in unseen):
+            return max(0.0, self.now - st.st_mtime), unseen
+        now = self._filesystem_now(directory)
+        if now is None:
+            why = (f"the filesystem's clock could not be read (nothing can be created in"
+                   f" {directory}), so the lock's age is not known")  # fmt: skip
+            return 0.0, (*unseen, Unseen(Blindness.NO_CLOCK, why))
+        return max(0.0, now - max(st.st_mtime, st.st_ctime)), unseen
+
+    def _filesystem_now(self, directory: str) -> float | None:
+        if directory not in self._clocks:
+            self._clocks[directory] = filesystem_now(directory)
+        return self._clocks[directory]
+
     def _judge_record(self, found: Found, directory: str, unseen: tuple[Unseen, ...]) -> Any:
         """What the record proves. Another host's heartbeat is aged on the filesystem's clock."""
-        fs_now = self.now if same_host(found.record) else filesystem_now(directory)
+        fs_now = self.now if same_host(found.record) else self._filesystem_now(directory)
         local = not any(u.blindness in OTHER_HOSTS for u in unseen)
         return judge_record(found.record, found.beat_mtime, fs_now, local)
 
