@@ -2,6 +2,7 @@
 
     python benchmarks/run.py            # everything, about 4 minutes (1 GB journal)
     python benchmarks/run.py --quick    # a 100 MB journal and fewer repeats, about 1.5 minutes
+    python benchmarks/run.py --only nfs # appends on the kernel NFS bed (root; tests/nfs/install.sh)
 
 The machines are shared and noisy, so the results are ratios against baselines taken in the same
 run, each a median over repeated runs. Builds all its data in a temporary directory and removes
@@ -24,6 +25,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from journal_data import write_journal
@@ -339,13 +341,11 @@ def bench_resume(work: Path) -> None:
 APPEND = """
 import sys, time
 from journal_doctor.journal.optuna_api import file_backend_class, optuna_lock
-from journal_doctor.guard.lock import GuardedLock
-from journal_doctor.guard.storage import _classes
+from journal_doctor.guard.storage import GuardedBackend, OptunaGuardedLock
 from journal_doctor.model import LockKind
 journal, mode, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if mode == "guarded":
-    lock_class, backend_class, _ = _classes()
-    backend = backend_class(journal, lock_obj=lock_class(journal, LockKind.SYMLINK))
+    backend = GuardedBackend(journal, lock_obj=OptunaGuardedLock(journal, LockKind.SYMLINK))
 else:
     backend = file_backend_class()(journal, lock_obj=optuna_lock(journal, LockKind.SYMLINK))
 op = {"op_code": 2, "worker_id": "bench", "study_id": 0, "user_attr": {"k": "v" * 40}}
@@ -559,6 +559,45 @@ def machine() -> str:
     )
 
 
+NFS_APPEND = APPEND.replace("time.perf_counter()", "time.time()")  # hosts share no monotonic
+
+
+def bench_nfs(work: Path, repeats: int) -> None:
+    """Guarded appends against Optuna's own lock on the kernel NFS bed (tests/nfs: needs root
+    and its install.sh), from one host and from two at once, NFSv3 and NFSv4.2."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from nfs.bed import Bed
+
+    script = work / "append.py"
+    script.write_text(NFS_APPEND)
+    for vers in ("3", "4.2"):
+        bed = Bed(vers, work / f"bed-{vers}")
+        bed.state.mkdir()
+        bed.script("teardown.sh")
+        bed.script("setup.sh", timeout=300)
+        try:
+            bed.run("nfsA", "mkdir -p /mnt/nfs/bench")
+            for hosts in (("nfsA",), ("nfsA", "nfsB")):
+                rate = {mode: statistics.median(_nfs_rate(bed, script, hosts, mode, 200)
+                                                for _ in range(repeats))
+                        for mode in ("guarded", "optuna")}  # fmt: skip
+                ratio = rate["guarded"] / rate["optuna"]
+                ROWS.append(Row(f"NFSv{vers} append throughput, {len(hosts)} host(s), guarded",
+                                f"{rate['guarded']:,.0f} appends/s",
+                                f"JournalFileSymlinkLock: {rate['optuna']:,.0f}/s", ratio,
+                                ">= 0.8x", ratio >= 0.8))  # fmt: skip
+        finally:
+            bed.script("teardown.sh")
+
+
+def _nfs_rate(bed: Any, script: Path, hosts: tuple[str, ...], mode: str, count: int) -> float:
+    journal = f"/mnt/nfs/bench/{mode}-{len(hosts)}-{uuid.uuid4().hex[:6]}.log"
+    procs = [subprocess.Popen(bed.ssh(host, f"{PYTHON} {script} {journal} {mode} {count}"),
+                              stdout=subprocess.PIPE, text=True) for host in hosts]  # fmt: skip
+    spans = [tuple(map(float, proc.communicate(timeout=600)[0].split())) for proc in procs]
+    return len(hosts) * count / (max(e for _, e in spans) - min(s for s, _ in spans))
+
+
 def render() -> None:
     width = max(len(r.name) for r in ROWS)
     print(f"\nMachine: {machine()}\n")
@@ -574,7 +613,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="100 MB journal, fewer repeats")
     parser.add_argument("--skip-resume", action="store_true", help="skip the 30 s resume run")
-    parser.add_argument("--only", choices=["tree", "startup", "guarded", "migrate"],
+    parser.add_argument("--only", choices=["tree", "startup", "guarded", "migrate", "nfs"],
                         help="run one group of measures alone")  # fmt: skip
     args = parser.parse_args()
     repeats = 3 if args.quick else 5
@@ -589,6 +628,8 @@ def main() -> None:
                 bench_startup(work, repeats * 4 + 1)
             elif args.only == "guarded":
                 bench_guarded(work, repeats)
+            elif args.only == "nfs":
+                bench_nfs(work, repeats)
             else:
                 bench_migrate(work)
         finally:

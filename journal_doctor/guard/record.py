@@ -105,7 +105,7 @@ def read_bytes(path: str, limit: int = MAX_RECORD) -> tuple[bytes, os.stat_resul
 
 class Found(NamedTuple):
     record: HolderRecord
-    beat_mtime: float  # mtime of the file holding the record: the last heartbeat (fs clock)
+    beat_mtime: float  # the last heartbeat, on the filesystem's clock
 
 
 def read_record(lock: str, lock_st: os.stat_result, target: str | None) -> Found | None:
@@ -124,8 +124,12 @@ def read_record(lock: str, lock_st: os.stat_result, target: str | None) -> Found
         return None
     if not bound(record, read[1], lock_st) or record.lock_target != target:
         return None
-    beat = fresh_mtime(lock[: -len(".lock")])  # the journal's mtime: the heartbeat
-    return Found(record, beat) if beat is not None else None
+    # The heartbeat is the journal's mtime, which the holder touches while it holds the lock;
+    # and the lock's own creation, which proves the holder alive then: a lock just taken on a
+    # journal last written an hour ago is not an hour silent (another host broke such a lock
+    # 75 ms after it was taken, on the NFS bed).
+    beat = fresh_mtime(lock[: -len(".lock")])
+    return Found(record, max(beat, lock_st.st_mtime)) if beat is not None else None
 
 
 def bound(record: HolderRecord, record_st: os.stat_result, lock_st: os.stat_result) -> bool:
