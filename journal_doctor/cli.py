@@ -25,6 +25,8 @@ from .render.text import display_path
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from .journal.replay import OpenTrial
+    from .journal.trials import TrialsReport
     from .locks.scan import ProgressEvent
 
 EXIT_CODES = """
@@ -76,7 +78,7 @@ Examples:
 \b
 Examples:
   journal-doctor trials runs/study.log           # RUNNING/WAITING trials a crash left
-  journal-doctor trials --retry runs/study.log   # fail them and run their params again
+  journal-doctor trials --retry runs/study.log   # fail them (asks) and run them again
 """,
 }
 
@@ -597,16 +599,14 @@ def trials(
             " it had any parameters is only failed).",
         ),
     ] = False,
-    ignore_open: Annotated[
+    force: Annotated[
         bool,
         typer.Option(
-            "--ignore-open",
-            help="Even while a process has the journal open (it may be a worker"
-            " running these trials: be sure it is not).",
+            "--force",
+            "-f",
+            help="Without asking, also the trials no heartbeat proves abandoned (a worker may"
+            " still be running them: be sure none is).",
         ),
-    ] = False,
-    force_deprecated: Annotated[
-        bool, typer.Option("--force", "-f", hidden=True, help="Deprecated: --ignore-open.")
     ] = False,
     lock: LockOption = LockChoice.symlink,
     json_output: JsonOption = False,
@@ -614,23 +614,33 @@ def trials(
     """List trials a crash left RUNNING or WAITING; fail them, or fail and retry them.
 
     JournalStorage has no heartbeat, so a killed worker's trial stays RUNNING forever. A trial
-    is flagged abandoned when its worker later started another trial. Run --fail/--retry only
-    when no worker of the study is running (it is refused while a process has the journal open,
-    and while the journal has a lock: run `clean` first). The FAIL and the retried trial are
-    written in the journal's own dialect (naive datetimes where its writers wrote naive ones),
-    so Optuna 3.6 to the newest read them. Exit 1 while RUNNING trials remain.
+    whose guarded worker's heartbeat proves it abandoned is failed on that proof. Any other
+    RUNNING trial may still be running in a live worker (a plain worker keeps no file open while
+    it evaluates), so failing it takes your word: in a terminal the trials and one question
+    (default No); without one a refusal (exit 1, nothing written) unless --force. Writes wait
+    for a live holder of the journal's lock and break a dead one's. The FAIL and the retried
+    trial are written in the journal's own dialect (naive datetimes where its writers wrote
+    naive ones), so Optuna 3.6 to the newest read them. Exit 1 while RUNNING trials remain.
     """
     from .journal.trials import fail_trials, list_trials
     from .render.journal import render_trials
 
     if fail_running and retry:
         raise UsageError("--fail and --retry are one choice: --retry fails the trials too")
-    if force_deprecated:
-        say("--force for trials is deprecated: it is now --ignore-open")
     journal_or_fail(journal)
     if fail_running or retry:
+
+        def confirm(report: TrialsReport, unproven: list[OpenTrial]) -> bool:
+            if not sys.stdin.isatty():
+                return False
+            render_trials(err_console() if json_output else out(), report)
+            return ask(
+                f"Fail {len(unproven)} trial(s) that no heartbeat proves abandoned? A worker may"
+                " still be running them."
+            )
+
         report = fail_trials(
-            journal, retry=retry, ignore_open=ignore_open or force_deprecated, lock_kind=lock.kind
+            journal, retry=retry, force=force, confirm=confirm, lock_kind=lock.kind
         )
     else:
         report = list_trials(journal)

@@ -72,10 +72,10 @@ def test_old_optuna_resumes_and_loads_what_the_doctor_wrote(
             f.write(b'{"op_code": 6, "worker_id": "w", "trial_id": 0, "sta')
         assert run_doctor("check", str(journal)).returncode == 1
         assert run_doctor("repair", "--force", str(journal)).returncode == 0
-        code, retried = doctor_json("trials", "--retry", str(journal))
+        code, retried = doctor_json("trials", "--retry", "--force", str(journal))
         assert code == 0, retried
         kill_mid_trial(journal, workers)  # crash again: this one is failed, not retried
-        code, failed = doctor_json("trials", "--fail", str(journal))
+        code, failed = doctor_json("trials", "--fail", "--force", str(journal))
         assert code == 0, failed
         actions = retried["actions"] + failed["actions"]
         assert actions

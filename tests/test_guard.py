@@ -15,7 +15,7 @@ import pytest
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from journal_doctor.guard.lock import GuardedLock, LockTimeout
-from journal_doctor.guard.record import parse, record_path
+from journal_doctor.guard.record import lock_record, parse, record_path
 from journal_doctor.journal.check import check_journal
 from journal_doctor.model import LockKind
 
@@ -24,8 +24,10 @@ from helpers import (
     PYTHON,
     Workers,
     doctor_json,
+    holding_open,
     line_count,
     poll,
+    run_doctor,
     running_trials,
     writes_journal,
 )
@@ -76,8 +78,7 @@ def test_killed_guarded_holder_is_orphaned_at_once_and_the_next_worker_goes_on(
         lock = tmp_path / "runs" / "j.log.lock"
         for _ in range(10):
             pid = workers.kill_holding(Path("runs/j.log"), "symlink", cwd=tmp_path)
-            sidecar = Path(record_path(str(lock)))
-            if sidecar.exists() and int(sidecar.stat().st_mtime) == int(lock.lstat().st_mtime):
+            if lock_record(str(lock))[1] is not None:
                 break  # the record is bound to this lock
             os.unlink(lock)  # killed between the symlink and its record: not this test's case
         assert os.readlink(lock) == "j.log"
@@ -97,8 +98,11 @@ def test_killed_guarded_holder_is_orphaned_at_once_and_the_next_worker_goes_on(
         assert resumed.returncode == 0, resumed.stderr
         assert "broke" in resumed.stderr
         assert not os.path.lexists(lock)
-        # The record file stays for the next holder, unbound (mtime 0): it describes no lock.
-        assert Path(record_path(str(lock))).stat().st_mtime == 0
+        # The record file stays for the next holder; it names the dead lock's mtime to the
+        # nanosecond, so it describes no later lock.
+        left = parse(Path(record_path(str(lock))).read_bytes())
+        assert left is not None
+        assert left.lock_mtime_ns % 1_000_000_000 != 0
     finally:
         workers.stop_all()
 
@@ -313,20 +317,21 @@ def test_guarded_demo_resumes_without_a_clean_and_retries_the_killed_trial(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_trials_fail_acts_on_heartbeat_proof_while_other_workers_run(tmp_path: Path) -> None:
-    from helpers import holding_open
-
+def test_trials_fail_acts_on_heartbeat_proof_and_asks_for_the_rest(tmp_path: Path) -> None:
     journal = tmp_path / "j.log"
     kill_in_a_trial(journal)
     study = load(journal)
     (proven,) = [t.number for t in study.trials if t.state.name == "RUNNING"]
-    unproven = study.ask().number  # a plain worker's trial: RUNNING, no heartbeat at all
+    unproven = study.ask()  # a plain worker's trial: RUNNING, no heartbeat at all
+    before = journal.read_bytes()
     with holding_open(journal, "rb"):  # a live worker of the study reads the journal
+        result = run_doctor("trials", "--fail", str(journal))
+        assert result.returncode == 1
+        assert f"trial(s) {unproven.number} have no heartbeat" in result.stderr
+        assert journal.read_bytes() == before  # nothing written: not even the proven one
+        study.tell(unproven, 1.0)  # its worker finishes it
         code, done = doctor_json("trials", "--fail", str(journal))
-    actions = {a["number"]: a for a in done["actions"]}
-    assert actions[proven]["action"] == "failed"
-    assert actions[unproven]["action"] == "skipped"
-    assert "no heartbeat proves its worker dead" in actions[unproven]["detail"]
-    assert code == 1  # a RUNNING trial remains
+    assert [(a["number"], a["action"]) for a in done["actions"]] == [(proven, "failed")]
+    assert code == 0
     states = {t.number: t.state.name for t in load(journal).trials}
-    assert (states[proven], states[unproven]) == ("FAIL", "RUNNING")
+    assert (states[proven], states[unproven.number]) == ("FAIL", "COMPLETE")

@@ -23,6 +23,7 @@ from helpers import (
     age_path,
     doctor_json,
     holding_open,
+    in_terminal,
     kill_mid_trial,
     poll,
     run_doctor,
@@ -298,7 +299,7 @@ def test_trials_fail_and_retry_after_a_sigkill(tmp_path: Path, workers: Workers)
         "failed+enqueued" if before.trials[t["number"]].params else "failed" for t in running
     ]
 
-    code, done = doctor_json("trials", "--retry", str(journal))
+    code, done = doctor_json("trials", "--retry", "--force", str(journal))
     assert code == 0
     assert [a["action"] for a in done["actions"]] == expected
     storage = JournalStorage(JournalFileBackend(str(journal)))
@@ -331,7 +332,7 @@ def test_a_trial_killed_before_it_had_parameters_is_failed_not_retried(tmp_path:
     study.ask()  # a worker that dies before its first suggest_*: RUNNING with no params
     del study
 
-    code, done = doctor_json("trials", "--retry", str(journal))
+    code, done = doctor_json("trials", "--retry", "--force", str(journal))
     assert code == 0
     (action,) = done["actions"]
     assert action["action"] == "failed"
@@ -351,7 +352,7 @@ def test_retry_runs_the_same_parameters_again(tmp_path: Path) -> None:
     x = left.suggest_float("x", -10, 10)
     del study, storage
 
-    code, done = doctor_json("trials", "--retry", str(journal))
+    code, done = doctor_json("trials", "--retry", "--force", str(journal))
     assert code == 0
     assert [a["action"] for a in done["actions"]] == ["failed+enqueued"]
     assert run_worker(journal, 1).returncode == 0
@@ -367,7 +368,7 @@ def test_trials_fail_only(tmp_path: Path, workers: Workers) -> None:
     journal = tmp_path / "j.log"
     kill_mid_trial(journal, workers, "open")
     running = check_journal(str(journal)).trials_by_state["RUNNING"]
-    code, done = doctor_json("trials", "--fail", str(journal))
+    code, done = doctor_json("trials", "--fail", "--force", str(journal))
     assert code == 0
     assert [a["action"] for a in done["actions"]] == ["failed"] * running
     assert states(journal)["RUNNING"] == 0
@@ -386,16 +387,66 @@ def test_abandoned_flag_when_the_worker_moved_on(tmp_path: Path) -> None:
     assert flags == {first.number: True, first.number + 1: False}
 
 
-def test_trials_fail_refuses_at_once_on_a_dangling_lock_instead_of_hanging(tmp_path: Path) -> None:
+def test_trials_fail_breaks_an_orphaned_dangling_lock_instead_of_hanging(tmp_path: Path) -> None:
     journal = tmp_path / "j.log"
     storage = JournalStorage(JournalFileBackend(str(journal)))
     study = optuna.create_study(study_name=STUDY, storage=storage)
     study.ask()  # left RUNNING
     os.symlink("runs/j.log", tmp_path / "j.log.lock")  # dangling: Optuna would spin forever
     age_path(tmp_path / "j.log.lock", 60)
-    before = journal.read_bytes()
-    result = run_doctor("trials", "--fail", str(journal), timeout=30)
-    assert result.returncode == 1
-    assert "clean --force" in result.stderr
-    assert "orphaned" in result.stderr
-    assert journal.read_bytes() == before
+    result = run_doctor("trials", "--fail", "--force", str(journal), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert states(journal)["FAIL"] == 1
+    assert not os.path.lexists(tmp_path / "j.log.lock")
+
+
+LONG_TRIAL = """
+import sys, time, optuna
+from journal_doctor.journal.optuna_api import file_backend_class, journal_storage_class, optuna_lock
+from journal_doctor.model import LockKind
+journal, kind = sys.argv[1], LockKind.FILE if sys.argv[2] == "open" else LockKind.SYMLINK
+lock = optuna_lock(journal, kind)
+storage = journal_storage_class()(file_backend_class()(journal, lock_obj=lock))
+study = optuna.create_study(study_name="doctor-demo", storage=storage, load_if_exists=True)
+def objective(trial):
+    trial.suggest_float("x", 0, 1)
+    print("evaluating", flush=True)
+    sys.stdin.readline()  # a long evaluation, until the test says
+    return 1.0
+study.optimize(objective, n_trials=1)
+print("told", study.trials[-1].state.name, flush=True)
+"""
+
+
+@pytest.mark.parametrize("kind", ["symlink", "open"])
+def test_trials_never_fails_a_live_plain_worker_s_trial_without_the_user_s_word(
+    tmp_path: Path, kind: str
+) -> None:
+    """A plain Optuna worker evaluating a trial keeps no file open: nothing proves it alive or
+    dead. Without a terminal, --fail and --retry refuse (exit 1, nothing written); in a
+    terminal, answering No writes nothing. The worker survives and tells its trial."""
+    journal = tmp_path / "j.log"
+    worker = subprocess.Popen([PYTHON, "-c", LONG_TRIAL, str(journal), kind],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert worker.stdout is not None
+        assert worker.stdin is not None
+        assert worker.stdout.readline().strip() == "evaluating"
+        before = journal.read_bytes()
+        for action in ("--fail", "--retry"):
+            result = run_doctor("trials", action, str(journal))
+            assert result.returncode == 1
+            assert "have no heartbeat; a worker may still be running them" in result.stderr
+            assert "pass --force" in result.stderr
+            assert journal.read_bytes() == before
+        screen = in_terminal("trials", "--retry", str(journal), keys=b"n\r")
+        assert "no heartbeat proves abandoned" in screen.output
+        assert screen.returncode == 1
+        assert journal.read_bytes() == before
+        worker.stdin.write("\n")
+        worker.stdin.flush()
+        assert worker.stdout.readline().split() == ["told", "COMPLETE"]
+        assert worker.wait(timeout=30) == 0
+    finally:
+        worker.kill()
+        worker.wait()

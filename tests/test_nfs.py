@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from helpers import need_root, poll, require
-from nfs.bed import BED, DOCTOR, EXPORT, MNT, PYTHON, Bed, lines, tell
+from nfs.bed import BED, DOCTOR, EXPORT, LEASE, MNT, PYTHON, Bed, lines, tell
 
 pytestmark = pytest.mark.slow
 GRACE = 4.0  # the guarded workers' grace period here (the default is 10 s)
@@ -146,9 +146,12 @@ def test_a_waiter_never_breaks_a_live_holder_on_another_host(bed: Bed, study_dir
 def test_the_other_host_goes_on_when_the_holder_s_host_dies(
     bed: Bed, study_dir: str, kind: str
 ) -> None:
-    """nfsA holds the lock (a holder beating) and runs a trial; nfsA dies. nfsB's guarded
-    worker, waiting, breaks the dead host's lock by its stale heartbeat and finishes its next
-    trial within grace_period + 5 s; nfsA's trial ends FAIL and is retried; the study loads."""
+    """nfsA holds the lock (a holder beating, mid-write) and runs a trial; nfsA dies. nfsB's
+    guarded worker, waiting, breaks the dead host's lock by its stale heartbeat and finishes its
+    next trial within grace_period + 5 s on NFSv3. On NFSv4 the server keeps the dead client's
+    open state on the journal until its lease runs out, and nobody else's open of it proceeds
+    before: there the bound is the lease as well. nfsA's trial ends FAIL and is retried; the
+    study loads."""
     journal = f"{study_dir}/journal.log"
     a = bed.on("nfsA", "optimize", journal, kind, str(GRACE), "1", "3600", "guarded")
     lines(a, "started", 120)
@@ -163,7 +166,8 @@ def test_the_other_host_goes_on_when_the_holder_s_host_dies(
     after = float(first[3]) - died
     print(f"\nNFS{bed.vers} {kind} lock: nfsB's next trial finished {after:.1f}s after nfsA died"
           f" (grace period {GRACE:g}s)")  # fmt: skip
-    assert after <= GRACE + 5, f"{after:.1f}s after the death"
+    bound = GRACE + 5 if bed.vers.startswith("3") else LEASE + GRACE + 15
+    assert after <= bound, f"{after:.1f}s after the death"
     lines(b, "finished", 120)
     study = load(bed, journal)
     assert study["healthy"], study["summary"]
@@ -257,9 +261,10 @@ def test_hosts_whose_clocks_disagree_by_minutes_break_no_live_lock(
         waiter = bed.on("nfsB", "take-release", guarded_journal, "symlink", str(GRACE))
         time.sleep(GRACE * 2)  # the guarded holder holds past its grace period, beating
         cleaned = bed.doctor("nfsB", "clean", "--force", study_dir)  # --shared-min-age 30
-        assert cleaned["removed"] == [], cleaned
+        shown = json.dumps(cleaned, indent=1)
+        assert cleaned["removed"] == [], shown
         verdicts = sorted(str(lock["verdict"]) for lock in cleaned["locks"])  # type: ignore[attr-defined]
-        assert verdicts == ["active", "unknown"], cleaned
+        assert verdicts == ["active", "unknown"], shown
         tell(guarded)
         assert "still_held=True" in lines(guarded, "released")[-1]
         lines(waiter, "done", 60)  # it got the lock once the holder let go

@@ -248,6 +248,8 @@ def a_dead_remote_holder(directory: Path) -> Path:
     journal.write_bytes(b'{"op_code":0,"worker_id":"w-0","study_name":"s","directions":[1]}\n')
     lock = directory / "j.log.lock"
     os.symlink("j.log", lock)
+    then = time.time() - 60
+    os.utime(lock, (then, then), follow_symlinks=False)  # taken a minute ago
     st = lock.lstat()
     record = this_process(token="remote", interval=2.0, grace=10.0, target="j.log")._replace(
         host="container-1", pid_namespace=4026532999, pid=4242,
@@ -255,7 +257,6 @@ def a_dead_remote_holder(directory: Path) -> Path:
     )  # fmt: skip
     Path(record_path(str(lock))).write_bytes(record.to_json(1024))
     os.utime(record_path(str(lock)), ns=(st.st_mtime_ns, st.st_mtime_ns))
-    then = time.time() - 60
     os.utime(journal, (then, then))
     return lock
 

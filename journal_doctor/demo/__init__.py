@@ -243,6 +243,6 @@ def run_demo(trials: int = 3, compare: bool = False) -> Iterator[DemoStep]:
             yield DemoStep(
                 "journal-doctor trials",
                 f"The killed worker left trial {_numbers(left)} RUNNING forever (JournalStorage"
-                " has no heartbeat): `journal-doctor trials --retry` marks it FAIL and runs its"
-                " parameters again.",
+                " has no heartbeat): with no worker running, `journal-doctor trials --retry"
+                " --force` marks it FAIL and runs its parameters again.",
             )

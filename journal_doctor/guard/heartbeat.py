@@ -36,6 +36,7 @@ from .record import (
     HolderRecord,
     Liveness,
     RecordJudgement,
+    beat_time,
     filesystem_now,
     heartbeat_dir,
     judge_record,
@@ -93,7 +94,7 @@ class TrialHeartbeats:
         record = self._record._replace(heartbeat_at=time.time())
         # A new file renamed into place: a reader never sees half a record, and on NFS a
         # reader's open of the name meets the new file (close-to-open consistency).
-        temp = f"{path}.{os.getpid()}.tmp"
+        temp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"  # one per writer thread
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(temp, flags, 0o644)
         try:
@@ -204,9 +205,12 @@ class _Clock:
 
 
 def _read_beat(directory: str, name: str) -> tuple[HolderRecord, float] | None:
-    read = read_bytes(os.path.join(directory, name))
+    path = os.path.join(directory, name)
+    read = read_bytes(path)
     record = parse(read[0]) if read else None
-    return (record, read[1].st_mtime) if record is not None and read is not None else None
+    if record is None or read is None:
+        return None
+    return record, beat_time(path, read[1])
 
 
 def _judge_trial_beat(record: HolderRecord, beat: float, now: float | None) -> RecordJudgement:

@@ -171,7 +171,7 @@ class GuardedLock:
             if self.kind is LockKind.SYMLINK:
                 os.symlink(self._target, self.path)
                 st = os.lstat(self.path)
-                record = self._template  # one per process: a hold only binds it (by mtime)
+                record = self._template._replace(lock_mtime_ns=st.st_mtime_ns)
                 self._bind_sidecar(st.st_mtime_ns)
             else:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
@@ -360,12 +360,14 @@ class GuardedLock:
         self._record = record
 
     def _bind_sidecar(self, lock_mtime_ns: int) -> None:
-        """Bind this process's record to the lock just taken: the record names the lock's
-        mtime, and the file's mtime becomes the lock's. Only the holder binds it; a reader that
-        catches it half written or unbound judges the lock by its age (the cautious way).
-        Opened and closed per hold, never kept open: an NFS client serves its own cached pages
-        of a file a local process holds open for writing, however another host rewrote it
-        (verified on the NFS bed), and close-to-open consistency covers only this pattern."""
+        """Bind this process's record to the lock just taken: it names the lock's mtime. Where
+        this host sees whole seconds only (sshfs), the file's mtime becomes the lock's too (and
+        0 before release), what a whole-second reader compares; elsewhere that would cost two
+        more round trips per hold on NFS and prove nothing. Opened and closed per hold, never
+        kept open: an NFS client serves its own cached pages of a file a local process holds
+        open for writing, whatever another host wrote (verified on the bed), and close-to-open
+        consistency covers only this pattern. Only the holder binds it; a reader that catches
+        it half written or unbound judges the lock by its age (the cautious way)."""
         seconds = lock_mtime_ns // 1_000_000_000
         record = self._template._replace(lock_mtime=seconds, lock_mtime_ns=lock_mtime_ns)
         data = record.to_json(RECORD_SLOT)
@@ -375,14 +377,20 @@ class GuardedLock:
             os.pwrite(fd, data, 0)
             if len(data) != RECORD_SLOT:  # a record longer than the slot
                 os.ftruncate(fd, len(data))
-            os.utime(fd, ns=(lock_mtime_ns, lock_mtime_ns))
+            if self._whole_seconds(lock_mtime_ns):
+                os.utime(fd, ns=(lock_mtime_ns, lock_mtime_ns))
         finally:
             os.close(fd)
 
-    def _unbind_sidecar(self) -> None:
-        """Before release: the record no longer describes any lock (its mtime is 0)."""
-        with contextlib.suppress(FileNotFoundError):
-            os.utime(record_path(self.path), ns=(0, 0), follow_symlinks=False)
+    @staticmethod
+    def _whole_seconds(mtime_ns: int) -> bool:
+        return mtime_ns % 1_000_000_000 == 0
+
+    def _unbind_sidecar(self, lock_mtime_ns: int) -> None:
+        """Before release, where the binding is by the file's mtime: it describes no lock."""
+        if self._whole_seconds(lock_mtime_ns):
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(record_path(self.path), ns=(0, 0), follow_symlinks=False)
 
     # --- release -----------------------------------------------------------------------------
 
@@ -395,7 +403,7 @@ class GuardedLock:
         if self.kind is LockKind.SYMLINK and record is not None and self._still(held):
             # Still ours, so the record is ours (a breaker removes it before breaking): unbind
             # it before the lock goes, so it never describes a later lock.
-            self._unbind_sidecar()
+            self._unbind_sidecar(record.lock_mtime_ns)
         released = f"{self.path}{uuid.uuid4()}.rename"  # Optuna's release name
         try:
             os.rename(self.path, released)

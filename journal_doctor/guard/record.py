@@ -4,15 +4,14 @@ other tools read. The format is documented in the README ("The holder record") a
 Where it lives:
 - an open (O_EXCL) lock: inside the lock file itself, so it can only describe that very file;
 - a symlink lock: beside it, `<journal>.lock.holder`, holding the record of the process that
-  last held the lock, bound to the lock twice: the record names the lock's mtime (to the
-  nanosecond) and, right after taking the lock, the holder sets the file's mtime to the lock's,
-  and to 0 before releasing it. A breaker removes it, verified, before breaking the lock. So a
-  record never describes a later lock, and a copy of an older record that a network
-  filesystem's client cache still serves (NFS keeps a file's cached pages while a local
-  process has it open for writing) names another mtime and proves nothing. Nobody keeps the
-  file open: it is opened, written and closed per hold, which is what NFS's close-to-open
-  consistency covers. Its heartbeat is the journal's mtime, which the holder touches while it
-  holds the lock: what Optuna's own waiters watch.
+  last held the lock, bound to the lock by its mtime: right after taking the lock the holder
+  sets the file's mtime to the lock's (to the nanosecond), and to 0 before releasing it. A
+  breaker removes it, verified, before breaking the lock. So a record never describes a later
+  lock. Nobody keeps the file open: it is opened and closed per hold, which is what NFS's
+  close-to-open consistency covers (an NFS client keeps serving its cached pages of a file a
+  local process holds open for writing). Its heartbeat is the later of the journal's mtime,
+  which the holder touches while it holds the lock (what Optuna's own waiters watch), and the
+  lock's own.
 - heartbeats of workers and trials: `<journal>.heartbeats/` (`guard.heartbeat`).
 
 Nothing here imports optuna or the lock modules: `scan` reads records on its fast path.
@@ -28,6 +27,8 @@ import stat
 import time
 from functools import cache
 from typing import Any, NamedTuple
+
+from ..fsio import open_nonblocking
 
 FORMAT = "journal-doctor/holder-record/1"
 RECORD_SUFFIX = ".holder"  # <journal>.lock.holder
@@ -52,7 +53,7 @@ class HolderRecord(NamedTuple):
     token: str  # this acquisition (symlink locks: this process)
     lock_mtime: int  # symlink locks: the lock's mtime in whole seconds (the binding)
     lock_target: str | None  # symlink locks: the target as written
-    lock_mtime_ns: int = 0  # symlink locks: the same to the nanosecond (added in format 1)
+    lock_mtime_ns: int = 0  # symlink locks: the lock's mtime to the nanosecond (0: not known)
 
     def to_json(self, pad: int = 0) -> bytes:
         """One JSON line; with `pad`, space-padded to that many bytes (a fixed slot)."""
@@ -89,7 +90,7 @@ def heartbeat_dir(journal: str) -> str:
 def read_bytes(path: str, limit: int = MAX_RECORD) -> tuple[bytes, os.stat_result] | None:
     """The content and the fstat of a small regular file, never following a symlink."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = open_nonblocking(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return None
     try:
@@ -115,7 +116,7 @@ def read_record(lock: str, lock_st: os.stat_result, target: str | None) -> Found
             return None  # a plain JournalFileOpenLock (or one not yet written)
         read = read_bytes(lock)
         record = parse(read[0]) if read else None
-        return Found(record, read[1].st_mtime) if record and read else None
+        return Found(record, beat_time(lock, read[1])) if record and read else None
     if not stat.S_ISLNK(lock_st.st_mode):
         return None
     read = read_bytes(record_path(lock))
@@ -134,16 +135,18 @@ def read_record(lock: str, lock_st: os.stat_result, target: str | None) -> Found
 
 def bound(record: HolderRecord, record_st: os.stat_result, lock_st: os.stat_result) -> bool:
     """Does this symlink lock's record describe the lock whose lstat is `lock_st`? Its holder
-    wrote the lock's mtime into it and set the file's mtime to the lock's when it took it, and
-    to 0 before releasing it. Whole seconds must agree; nanoseconds too, unless one side sees
-    whole seconds only (sshfs does, a holder on the server's own disk does not)."""
+    wrote the lock's mtime into it when it took the lock. Where the holder and the reader both
+    see nanoseconds, the record must name this lock's mtime exactly: the record file's own mtime
+    proves nothing there (an NFSv4 client holding a delegation moves it when it flushes,
+    measured on the bed). Where either sees whole seconds only (sshfs), the seconds must agree
+    and so must the record file's mtime, which its holder sets to the lock's, and to 0 before
+    releasing it."""
     lock_s, lock_ns = divmod(lock_st.st_mtime_ns, 1_000_000_000)
-    if lock_s <= 0 or record.lock_mtime != lock_s:
+    if lock_s <= 0:
         return False
-    if record.lock_mtime_ns and lock_ns and record.lock_mtime_ns != lock_st.st_mtime_ns:
-        return False
-    file_s, file_ns = divmod(record_st.st_mtime_ns, 1_000_000_000)
-    return file_s == lock_s and (file_ns == lock_ns or not file_ns or not lock_ns)
+    if record.lock_mtime_ns % 1_000_000_000 and lock_ns:
+        return record.lock_mtime_ns == lock_st.st_mtime_ns
+    return record.lock_mtime == lock_s and int(record_st.st_mtime) == lock_s
 
 
 def lock_record(lock: str) -> tuple[os.stat_result, Found | None]:
@@ -156,16 +159,29 @@ def lock_record(lock: str) -> tuple[os.stat_result, Found | None]:
 
 def fresh_mtime(path: str) -> float | None:
     """The mtime as the server has it now: through sshfs a stat() answers from a cache of up
-    to 20 s (measured on the two-host bed), which would age a live holder's heartbeat; an
-    open() revalidates it (NFS does the same: close-to-open consistency)."""
+    to 20 s (measured on the two-host bed), and an open() revalidates it (NFS promises the
+    same: close-to-open consistency). Opened twice, the later answer kept: on NFSv4 the first
+    open of a file another client holds delegated makes the server recall it, and may still
+    answer with the attributes from before that client's last changes (measured on the NFS
+    bed: 11.7 s old once, the holder's clock 5 minutes behind); the second sees them."""
+    seen = [mtime for mtime in (_open_mtime(path), _open_mtime(path)) if mtime is not None]
+    return max(seen) if seen else None
+
+
+def _open_mtime(path: str) -> float | None:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = open_nonblocking(path)
     except OSError:
         return None
     try:
         return os.fstat(fd).st_mtime
     finally:
         os.close(fd)
+
+
+def beat_time(path: str, st: os.stat_result) -> float:
+    """A heartbeat file's beat: its mtime as just read (`st`), or later on a second look."""
+    return max(st.st_mtime, fresh_mtime(path) or 0.0)
 
 
 # --- who this process is ------------------------------------------------------------------

@@ -162,7 +162,11 @@ class GuardedJournalStorage(DialectMixin, journal_storage_class(), BaseHeartbeat
         return self._stale_trial_callback
 
     def create_new_trial(self, study_id: int, template_trial: Any = None) -> int:
-        self._heartbeats.beat()  # fresh before the trial exists, whoever judges it
+        try:
+            self._heartbeats.beat()  # fresh before the trial exists, whoever judges it
+        except OSError:
+            logger.exception("heartbeat %s failed; the beating thread retries",
+                             self._heartbeats.path)  # fmt: skip
         trial_id: int = super().create_new_trial(study_id, template_trial)
         return trial_id
 

@@ -25,6 +25,7 @@ import stat
 from dataclasses import dataclass, field
 
 from ..errors import NotAJournal
+from ..fsio import open_nonblocking
 from ..model import Prognosis
 from .lines import MAX_LINE, LineReader, batch_bytes
 from .ops import HEAD_BYTES, TRIAL_STATES, Problem, classify, is_journal_head, sound_op
@@ -79,11 +80,11 @@ _KINDS = {
 def open_journal(path: str, follow_symlinks: bool = True) -> tuple[int, os.stat_result]:
     """Open a journal for reading without blocking (a FIFO opens at once with O_NONBLOCK and is
     then refused); with follow_symlinks=False a symlink is refused too (O_NOFOLLOW)."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+    flags = os.O_RDONLY
     if not follow_symlinks:
         flags |= os.O_NOFOLLOW
     try:
-        fd = os.open(path, flags)
+        fd = open_nonblocking(path, flags)
     except OSError as err:
         if err.errno == errno.ELOOP and not follow_symlinks:
             raise NotAJournal(

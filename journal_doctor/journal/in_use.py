@@ -22,7 +22,6 @@ def refuse_if_in_use(
     *,
     any_lock_refuses: bool = False,
     break_orphaned: bool = False,
-    ignore_open: bool = False,
 ) -> LockKind | None:
     """Raise Refused while the journal may be in use; return the kind of its orphaned lock.
 
@@ -37,10 +36,10 @@ def refuse_if_in_use(
         if break_orphaned:
             _break(lock)
     users, hidden = users_of_journal(journal, st)
-    if users and not ignore_open:
+    if users:
         raise Refused(
             f"{journal}: process {processes(users)} has it open; stop the workers before you"
-            f" {action} (or pass --ignore-open if it is certainly not a worker of this study)."
+            f" {action}."
         )
     if hidden:
         raise Refused(

@@ -97,14 +97,3 @@ class DialectMixin:
                 for key, value in extra_fields.items()
             }
         super()._write_log(op_code, extra_fields)  # type: ignore[misc]
-
-
-def storage_in_dialect(journal: str, kind: LockKind) -> Any:
-    """A JournalStorage (the installed Optuna's) with Optuna's own lock, writing datetimes in
-    the journal's dialect (`DialectMixin`)."""
-
-    class DialectJournalStorage(DialectMixin, journal_storage_class()):  # type: ignore[misc]
-        pass
-
-    backend = file_backend_class()(journal, lock_obj=optuna_lock(journal, kind))
-    return DialectJournalStorage(backend)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 
+from ..fsio import open_nonblocking
 from ..model import JournalState, Prognosis, TailHealth
 from .ops import HEAD_BYTES, classify, is_journal_head, sound_op
 
@@ -71,7 +72,7 @@ def probe_journal(path: str) -> JournalState:
         return JournalState(True, *identity, health=TailHealth.NOT_A_FILE, alias=alias)
     head = tail = b""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = open_nonblocking(path)
         try:
             tail = os.pread(fd, TAIL_PROBE, max(0, st.st_size - TAIL_PROBE))
             head = tail if st.st_size <= TAIL_PROBE else os.pread(fd, HEAD_BYTES, 0)
@@ -89,7 +90,7 @@ def is_journal_file(path: str) -> bool:
     """A regular file that is empty or begins with an Optuna op (the rule of `is_journal_head`).
     Follows a symlink; never blocks on a FIFO."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = open_nonblocking(path)
     except OSError:
         return False
     try:

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import Refused
 from ..model import LockKind
 from .check import JournalHealth, check_journal
-from .in_use import lock_kind_of, refuse_if_in_use
-from .optuna_api import is_aware, storage_in_dialect
+from .in_use import lock_kind_of
+from .optuna_api import is_aware
 from .replay import OpenTrial
 
 
@@ -74,17 +73,39 @@ def with_heartbeats(journal: str, health: JournalHealth) -> tuple[OpenTrial, ...
     )
 
 
+class UnprovenTrials(TrialsRefused):
+    """RUNNING trials that no heartbeat proves abandoned: failing them takes the user's word.
+    A plain worker does not keep the journal open while it evaluates a trial, so nothing else
+    the doctor can see proves its worker gone. `.trials` are those trials."""
+
+    def __init__(self, journal: str, trials: list[OpenTrial]) -> None:
+        numbers = ", ".join(str(t.number) for t in trials)
+        super().__init__(
+            f"{journal}: trial(s) {numbers} have no heartbeat; a worker may still be running"
+            " them: stop the workers first, or pass --force"
+        )
+        self.journal = journal
+        self.trials = trials
+
+
+Confirm = Callable[[TrialsReport, list[OpenTrial]], bool]
+
+
 def fail_trials(
     journal: str,
     *,
     retry: bool = False,
-    ignore_open: bool = False,
+    force: bool = False,
+    confirm: Confirm | None = None,
     lock_kind: LockKind = LockKind.SYMLINK,
 ) -> TrialsReport:
     """Mark every RUNNING trial FAIL (and, with retry, enqueue its parameters again).
 
-    Refused while the journal is damaged, has a lock, or a live process has it open (unless
-    `ignore_open`: that process may be the worker running one of these trials).
+    Trials whose heartbeat proves them abandoned are failed on that proof; the others only on
+    the user's word: `force`, or `confirm(report, those trials)` answering True. Otherwise
+    `UnprovenTrials` is raised and nothing is written. Refused while the journal is damaged.
+    Written through the guarded storage with the journal's lock kind: it waits for a live
+    holder (a worker mid-write) and breaks a dead one's lock; `LockTimeout` after 60 s.
     """
     report = list_trials(journal)
     if not report.health.healthy:
@@ -92,51 +113,25 @@ def fail_trials(
             f"{journal}: damaged ({report.health.summary}) Repair it first: journal-doctor repair"
         )
     running = [t for t in report.health.open_trials if t.state == "RUNNING"]
-    targets, busy = _targets(journal, running, retry, ignore_open)
-    if not targets:
+    unproven = [t for t in running if not t.evidence]
+    if unproven and not force and not (confirm is not None and confirm(report, unproven)):
+        raise UnprovenTrials(journal, unproven)
+    if not running:
         return report
-    if busy:
-        with _guarded_storage(journal) as guarded:
-            actions = _fail_all(guarded, targets, retry)
-    else:
-        storage = storage_in_dialect(journal, lock_kind_of(journal, lock_kind))
-        actions = _fail_all(storage, targets, retry)
-    left = tuple(TrialOutcome(t, TrialAction.SKIPPED, busy) for t in busy_trials(report, targets))
-    return TrialsReport(journal, check_journal(journal, open_trials=True), actions + left)
-
-
-def busy_trials(report: TrialsReport, acted: list[OpenTrial]) -> list[OpenTrial]:
-    done = {t.trial_id for t in acted}
-    return [t for t in report.health.open_trials if t.state == "RUNNING" and t.trial_id not in done]
-
-
-def _targets(
-    journal: str, running: list[OpenTrial], retry: bool, ignore_open: bool
-) -> tuple[list[OpenTrial], str]:
-    """(trials to fail, why the others are left). While nothing uses the journal, every
-    RUNNING trial; while workers run, only those whose worker a heartbeat proves dead (written
-    through a guarded storage, which waits for live holders and breaks dead ones)."""
-    action = "retry trials" if retry else "fail trials"
-    try:
-        refuse_if_in_use(
-            journal, os.stat(journal), action, any_lock_refuses=True, ignore_open=ignore_open
-        )
-    except Refused as busy:
-        proven = [t for t in running if t.evidence]
-        if not proven:
-            raise
-        return proven, f"no heartbeat proves its worker dead, and the journal is in use: {busy}"
-    return running, ""
+    with _guarded_storage(journal, lock_kind_of(journal, lock_kind)) as guarded:
+        actions = _fail_all(guarded, running, retry)
+    return TrialsReport(journal, check_journal(journal, open_trials=True), actions)
 
 
 @contextlib.contextmanager
-def _guarded_storage(journal: str) -> Iterator[Any]:
-    """journal_doctor.storage() for the doctor's own writes. The doctor runs no trial: the
+def _guarded_storage(journal: str, kind: LockKind = LockKind.SYMLINK) -> Iterator[Any]:
+    """journal_doctor.storage() for the doctor's own writes, with the fleet's lock kind (a
+    symlink lock and an open lock do not exclude each other). The doctor runs no trial: the
     heartbeat file its storage makes goes when the writes are done, not at exit (watch writes
     every pass and may run for weeks)."""
     from ..guard.storage import storage
 
-    guarded = storage(journal)
+    guarded = storage(journal, lock="open" if kind is LockKind.FILE else "symlink", timeout=60)
     try:
         yield guarded
     finally:
@@ -184,5 +179,5 @@ def fail_proven(journal: str) -> tuple[TrialOutcome, ...]:
     proven = [t for t in health.open_trials if t.state == "RUNNING" and t.evidence]
     if not proven or not health.healthy:
         return ()
-    with _guarded_storage(journal) as guarded:
+    with _guarded_storage(journal, lock_kind_of(journal, LockKind.SYMLINK)) as guarded:
         return _fail_all(guarded, proven, retry=False)

@@ -43,7 +43,7 @@ Host *
   BatchMode yes
   ConnectTimeout 3
   ServerAliveInterval 5
-  ServerAliveCountMax 3
+  ServerAliveCountMax 60
   ControlMaster auto
   ControlPath $NB/run/ssh-%h
   ControlPersist 1800
