@@ -213,3 +213,14 @@ def test_readme_options_table_agrees_with_help() -> None:
             for spelling in (*param.opts, *param.secondary_opts)
         } - {"-h", "--help"}
         assert documented[name] == actual, name
+
+
+def test_a_lost_or_unacquired_lock_is_one_line_and_exit_1_not_a_bug() -> None:
+    from journal_doctor.cli import exit_code
+    from journal_doctor.guard.lock import LockLost, LockTimeout
+
+    lost = LockLost("j.log.lock was broken while this process held it", path="j.log.lock",
+                    journal="j.log")  # fmt: skip
+    waited = LockTimeout("j.log.lock: not acquired in 60s", path="j.log.lock", waiting_on="x")
+    assert exit_code(lost) == (1, "j.log.lock was broken while this process held it")
+    assert exit_code(waited) == (1, "j.log.lock: not acquired in 60s")

@@ -218,6 +218,17 @@ def test_a_holder_frozen_past_its_grace_period_does_not_write_as_if_it_held_the_
     assert attrs == "1"  # its op, once, after nfsB's
 
 
+def two_trials_on_b_while_a_is_cut_off(bed: Bed, journal: str, kind: str) -> None:
+    """nfsA's link is down while nfsB's guarded worker runs two trials (it must first break the
+    lock nfsA holds); then the link comes back."""
+    bed.link("nfsA", up=False)
+    try:
+        b = bed.on("nfsB", "optimize", journal, kind, str(GRACE), "2", "0", "guarded")
+        lines(b, "finished", 240)
+    finally:
+        bed.link("nfsA", up=True)
+
+
 @pytest.mark.parametrize("kind", ["symlink", "open"])
 def test_a_holder_cut_off_while_idle_loses_its_lock_and_writes_nothing(
     bed: Bed, study_dir: str, kind: str
@@ -228,12 +239,7 @@ def test_a_holder_cut_off_while_idle_loses_its_lock_and_writes_nothing(
     journal = f"{study_dir}/journal.log"
     holder = bed.on("nfsA", "hold", journal, kind, str(GRACE))
     lines(holder, "held", 60)
-    bed.link("nfsA", up=False)
-    try:
-        b = bed.on("nfsB", "optimize", journal, kind, str(GRACE), "2", "0", "guarded")
-        lines(b, "finished", 240)
-    finally:
-        bed.link("nfsA", up=True)
+    two_trials_on_b_while_a_is_cut_off(bed, journal, kind)
     tell(holder)
     released = lines(holder, "released", 240)[-1]
     assert "still_held=False" in released, released
@@ -287,16 +293,11 @@ def test_a_write_stalled_by_a_partition_never_lands_over_another_host_s_lines(
     trials intact, nfsA's op absent, and nfsA's worker stops with LockLost naming the lock."""
     if bed.vers.startswith("3"):
         pytest.skip("NFSv3 mounted nolock: locks are local to each client, so nothing fences a"
-                    " stalled write (README: 'What NFS guarantees')")  # fmt: skip
+                    " stalled write (README: 'On NFS')")  # fmt: skip
     journal = f"{study_dir}/journal.log"
     a = bed.on("nfsA", "stalled-append", journal, kind, str(GRACE), "stalled", "3")
     lines(a, "wrote", 60)
-    bed.link("nfsA", up=False)
-    try:
-        b = bed.on("nfsB", "optimize", journal, kind, str(GRACE), "2", "0", "guarded")
-        lines(b, "finished", 240)
-    finally:
-        bed.link("nfsA", up=True)
+    two_trials_on_b_while_a_is_cut_off(bed, journal, kind)
     outcome = lines(a, "lost:", 240)[-1]
     assert journal + ".lock" in outcome, outcome
     assert "journal-doctor check" in outcome, outcome

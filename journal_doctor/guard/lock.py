@@ -34,6 +34,7 @@ import threading
 import time
 import uuid
 
+from ..errors import DoctorError
 from ..locks.discover import LockCandidate, lock_path
 from ..model import LockKind, LockReport, OutcomeKind, Thresholds, Verdict
 from .record import (
@@ -69,7 +70,7 @@ class LockTimeout(TimeoutError):
         self.waiting_on = waiting_on
 
 
-class LockLost(RuntimeError):
+class LockLost(DoctorError):
     """The guarded lock was broken while this process held it and wrote under it (its host was
     cut off or frozen past the grace period): another holder may have written meanwhile.
     `.path` is the lock, `.journal` the journal to check (`journal-doctor check`)."""
