@@ -214,7 +214,12 @@ def _read_beat(directory: str, name: str) -> tuple[HolderRecord, float] | None:
 
 
 def _judge_trial_beat(record: HolderRecord, beat: float, now: float | None) -> RecordJudgement:
-    """A trial's own beat: its process's record on its host, and the beat's age everywhere."""
+    """A trial's own beat: its process's record on its host, and the beat's age everywhere. On
+    its own host the record's `heartbeat_at` (written on this very clock) counts too: a file's
+    mtime read through sshfs may come from a cache 20 s old, and a live trial must not look
+    abandoned for it (the later of the two is kept)."""
+    if same_host(record):
+        beat = max(beat, record.heartbeat_at)
     judged = judge_record(record, beat, now)
     if judged.liveness is not Liveness.ALIVE or judged.heartbeat_age <= record.grace_period:
         return judged

@@ -41,6 +41,7 @@ from .record import (
     RECORD_SLOT,
     HolderRecord,
     Liveness,
+    filesystem_now,
     judge_record,
     lock_record,
     record_path,
@@ -143,7 +144,11 @@ class GuardedLock:
             try:
                 st = os.lstat(self.path)
             except FileNotFoundError:
-                continue  # released meanwhile: try again at once
+                if self._seen_gone():
+                    continue  # released meanwhile: try again at once
+                time.sleep(backoff * random.uniform(0.5, 1.0))
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+                continue
             if seen != (st.st_dev, st.st_ino, st.st_mtime_ns):
                 seen, since = (st.st_dev, st.st_ino, st.st_mtime_ns), time.monotonic()
             elif time.monotonic() - since >= _JUDGE_AFTER:
@@ -165,6 +170,14 @@ class GuardedLock:
                 next_log = now + LOG_EVERY
             time.sleep(backoff * random.uniform(0.5, 1.0))
             backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    def _seen_gone(self) -> bool:
+        """The name was taken (EEXIST) but lstat says it is gone: released meanwhile, or a
+        negative entry an NFS client left when our exclusive create failed, trusted until the
+        directory changes (measured on NFSv4.2). Changing the directory makes the next lookup
+        ask the server; True when the lock is really gone."""
+        filesystem_now(self.directory)  # a file made and removed there: the directory changed
+        return not os.path.lexists(self.path)
 
     def _take(self) -> bool:
         """Optuna's own move; True when this process now holds the lock."""
