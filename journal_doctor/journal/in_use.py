@@ -1,6 +1,7 @@
-"""Whether anything may be using a journal right now: the check before `repair`, `trials --fail`
-and `migrate` touch it. One rule for all of them: a lock judged anything but orphaned, or a live
-process with the journal open, refuses the action (and names what to do)."""
+"""Whether anything may be using a journal right now: the check before `repair` and `migrate`
+touch it (`trials` writes through the guarded storage, which waits for a live holder instead).
+One rule for both: a lock judged anything but orphaned, or a live process with the journal open,
+refuses the action (and names what to do)."""
 
 from __future__ import annotations
 
@@ -20,18 +21,15 @@ def refuse_if_in_use(
     st: os.stat_result,
     action: str,
     *,
-    any_lock_refuses: bool = False,
     break_orphaned: bool = False,
 ) -> LockKind | None:
     """Raise Refused while the journal may be in use; return the kind of its orphaned lock.
 
-    `any_lock_refuses`: even an orphaned lock refuses (for actions that take the lock through
-    Optuna, which would wait 30 s on a stale lock and forever on a dangling one).
     `break_orphaned`: break an orphaned lock through the break protocol.
     """
     kind: LockKind | None = None
     for lock in scan(journal).locks:
-        _refuse_lock(journal, lock, action, any_lock_refuses)
+        _refuse_lock(journal, lock, action)
         kind = lock.observation.identity.kind
         if break_orphaned:
             _break(lock)
@@ -49,13 +47,7 @@ def refuse_if_in_use(
     return kind
 
 
-def _refuse_lock(journal: str, lock: LockReport, action: str, any_lock_refuses: bool) -> None:
-    directory = os.path.dirname(journal) or "."
-    if lock.verdict is Verdict.ORPHANED and any_lock_refuses:
-        raise Refused(
-            f"{lock.path}: the journal has an orphaned lock, and Optuna would wait on it. Run"
-            f" `journal-doctor clean --force --wait 60 {directory}` first, then {action}."
-        )
+def _refuse_lock(journal: str, lock: LockReport, action: str) -> None:
     if lock.verdict is not Verdict.ORPHANED:
         raise Refused(
             f"{journal}: its lock is {lock.verdict.value} ({lock.judgement.reason}) Only"
