@@ -47,6 +47,7 @@ from .record import (
     record_path,
     same_host,
     this_process,
+    whole_seconds,
 )
 
 logger = logging.getLogger("journal_doctor")
@@ -391,18 +392,14 @@ class GuardedLock:
             os.pwrite(fd, data, 0)
             if len(data) != RECORD_SLOT:  # a record longer than the slot
                 os.ftruncate(fd, len(data))
-            if self._whole_seconds(lock_mtime_ns):
+            if whole_seconds(lock_mtime_ns):
                 os.utime(fd, ns=(lock_mtime_ns, lock_mtime_ns))
         finally:
             os.close(fd)
 
-    @staticmethod
-    def _whole_seconds(mtime_ns: int) -> bool:
-        return mtime_ns % 1_000_000_000 == 0
-
     def _unbind_sidecar(self, lock_mtime_ns: int) -> None:
         """Before release, where the binding is by the file's mtime: it describes no lock."""
-        if self._whole_seconds(lock_mtime_ns):
+        if whole_seconds(lock_mtime_ns):
             with contextlib.suppress(FileNotFoundError):
                 os.utime(record_path(self.path), ns=(0, 0), follow_symlinks=False)
 

@@ -4,14 +4,14 @@ other tools read. The format is documented in the README ("The holder record") a
 Where it lives:
 - an open (O_EXCL) lock: inside the lock file itself, so it can only describe that very file;
 - a symlink lock: beside it, `<journal>.lock.holder`, holding the record of the process that
-  last held the lock, bound to the lock by its mtime: right after taking the lock the holder
-  sets the file's mtime to the lock's (to the nanosecond), and to 0 before releasing it. A
-  breaker removes it, verified, before breaking the lock. So a record never describes a later
-  lock. Nobody keeps the file open: it is opened and closed per hold, which is what NFS's
-  close-to-open consistency covers (an NFS client keeps serving its cached pages of a file a
-  local process holds open for writing). Its heartbeat is the later of the journal's mtime,
-  which the holder touches while it holds the lock (what Optuna's own waiters watch), and the
-  lock's own.
+  last held the lock, bound to the lock (`bound`): the holder writes the lock's mtime into it
+  when it takes the lock; where it sees whole seconds only (sshfs) it also sets the file's
+  mtime to the lock's, and to 0 before releasing it. A breaker removes it, verified, before
+  breaking the lock. So a record never describes a later lock. Nobody keeps the file open: it
+  is opened and closed per hold, which is what NFS's close-to-open consistency covers (an NFS
+  client keeps serving its cached pages of a file a local process holds open for writing). Its
+  heartbeat is the later of the journal's mtime, which the holder touches while it holds the
+  lock (what Optuna's own waiters watch), and the lock's own.
 - heartbeats of workers and trials: `<journal>.heartbeats/` (`guard.heartbeat`).
 
 Nothing here imports optuna or the lock modules: `scan` reads records on its fast path.
@@ -133,6 +133,12 @@ def read_record(lock: str, lock_st: os.stat_result, target: str | None) -> Found
     return Found(record, max(beat, lock_st.st_mtime)) if beat is not None else None
 
 
+def whole_seconds(mtime_ns: int) -> bool:
+    """An mtime seen in whole seconds only (as through sshfs): there a symlink lock's record is
+    bound by the record file's mtime as well."""
+    return mtime_ns % 1_000_000_000 == 0
+
+
 def bound(record: HolderRecord, record_st: os.stat_result, lock_st: os.stat_result) -> bool:
     """Does this symlink lock's record describe the lock whose lstat is `lock_st`? Its holder
     wrote the lock's mtime into it when it took the lock. Where the holder and the reader both
@@ -144,7 +150,7 @@ def bound(record: HolderRecord, record_st: os.stat_result, lock_st: os.stat_resu
     lock_s, lock_ns = divmod(lock_st.st_mtime_ns, 1_000_000_000)
     if lock_s <= 0:
         return False
-    if record.lock_mtime_ns % 1_000_000_000 and lock_ns:
+    if not whole_seconds(record.lock_mtime_ns) and lock_ns:
         return record.lock_mtime_ns == lock_st.st_mtime_ns
     return record.lock_mtime == lock_s and int(record_st.st_mtime) == lock_s
 
