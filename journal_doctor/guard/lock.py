@@ -139,17 +139,18 @@ class GuardedLock:
         seen: tuple[int, int, int] | None = None  # the lock in the way, and since when
         since = started
         waiting_on = "a holder for a moment."
+        vanished = 0  # times in a row the name was taken, yet lstat found nothing
         while True:
             if self._take():
                 return True
             try:
                 st = os.lstat(self.path)
             except FileNotFoundError:
-                if self._seen_gone():
-                    continue  # released meanwhile: try again at once
-                time.sleep(backoff * random.uniform(0.5, 1.0))
-                backoff = min(backoff * 2, _MAX_BACKOFF)
-                continue
+                vanished += 1
+                if vanished > 1 and not self._seen_gone():
+                    backoff = _pause(backoff)
+                continue  # released meanwhile: try again at once
+            vanished = 0
             if seen != (st.st_dev, st.st_ino, st.st_mtime_ns):
                 seen, since = (st.st_dev, st.st_ino, st.st_mtime_ns), time.monotonic()
             elif time.monotonic() - since >= _JUDGE_AFTER:
@@ -169,11 +170,11 @@ class GuardedLock:
             if now >= next_log:
                 logger.warning("waiting %.0fs for %s: %s", now - started, self.path, waiting_on)
                 next_log = now + LOG_EVERY
-            time.sleep(backoff * random.uniform(0.5, 1.0))
-            backoff = min(backoff * 2, _MAX_BACKOFF)
+            backoff = _pause(backoff)
 
     def _seen_gone(self) -> bool:
-        """The name was taken (EEXIST) but lstat says it is gone: released meanwhile, or a
+        """The name was taken (EEXIST) again, but lstat says again it is gone: not a release
+        between the two calls (that happens once, and is tried again at once) but, likely, a
         negative entry an NFS client left when our exclusive create failed, trusted until the
         directory changes (measured on NFSv4.2). Changing the directory makes the next lookup
         ask the server; True when the lock is really gone."""
@@ -432,6 +433,12 @@ class GuardedLock:
         except FileExistsError:
             return  # a newer lock took the name; the one found stays as a leftover
         os.unlink(released)
+
+
+def _pause(backoff: float) -> float:
+    """Sleep about `backoff` seconds (jittered, as Optuna's waiters do); the next backoff."""
+    time.sleep(backoff * random.uniform(0.5, 1.0))
+    return min(backoff * 2, _MAX_BACKOFF)
 
 
 def _lock_range(fd: int) -> None:
