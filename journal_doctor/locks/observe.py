@@ -145,12 +145,15 @@ class Observer:
         """lstat of a name the directory listing just showed. On NFS a failed exclusive create
         (a waiter's symlink() meeting the lock) leaves a negative entry that the client trusts
         until the directory changes (measured on the NFSv4.2 bed: a live lock missing from
-        `clean`). So before believing it gone, change the directory (the clock's probe file
-        does) and look again: the lookup then goes to the server."""
+        `clean`). So there, before believing it gone, change the directory (the clock's probe
+        file does) and look again: the lookup then goes to the server. On a local filesystem
+        a lock gone since the listing was released: nothing is made there."""
         try:
             return os.lstat(path)
         except FileNotFoundError:
             directory = os.path.dirname(path) or "."
+            if not self.sight.filesystem(self.directory_key(directory)[0]).network:
+                raise
             self._clocks.pop(directory, None)
             self._filesystem_now(directory)
             return os.lstat(path)
