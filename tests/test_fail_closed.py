@@ -226,3 +226,60 @@ def test_scan_of_a_fifo_or_a_plain_file_is_a_usage_error(tmp_path: Path) -> None
         (line,) = result.stderr.strip().splitlines()
         assert name in line
         assert "give a directory, a journal or a lock file" in line
+
+
+def other_hosts_stale_looking_lock(directory: Path, grace: float) -> Path:
+    """A guarded symlink lock whose record names a holder this process cannot look up (another
+    pid namespace: a container), its heartbeat (the journal's mtime) a minute old: stale by its
+    timestamps."""
+    from journal_doctor.guard.lock import GuardedLock
+    from journal_doctor.guard.record import RECORD_SLOT, parse, record_path
+
+    journal = directory / "j.log"
+    journal.write_bytes(OP)
+    guard = GuardedLock(str(journal), heartbeat_interval=3600, grace_period=7200)
+    assert guard.acquire()  # never beats in this test: its interval is an hour
+    lock = Path(guard.path)
+    age_path(lock, 60)
+    sidecar = Path(record_path(guard.path))
+    record = parse(sidecar.read_bytes())
+    assert record is not None
+    elsewhere = record._replace(pid_namespace=1, grace_period=grace,
+                                lock_mtime_ns=os.lstat(lock).st_mtime_ns)  # fmt: skip
+    sidecar.write_bytes(elsewhere.to_json(RECORD_SLOT))
+    age_path(journal, 60)
+    return lock
+
+
+@pytest.mark.parametrize("moves", [True, False], ids=["beat-moves", "beat-still"])
+def test_another_hosts_stale_looking_heartbeat_is_watched_before_it_is_believed(
+    tmp_path: Path, moves: bool
+) -> None:
+    """An NFSv4.2 client holding a delegation stamps its holder's beats with its own clock:
+    one behind the server's leaves the heartbeat a few seconds old while the holder beats. A
+    stale-looking beat of another host is watched for its grace period: one that moves
+    meanwhile (even to a time still in the past) is alive; one that stays still is stale."""
+    from journal_doctor.locks.discover import LockCandidate
+    from journal_doctor.locks.observe import Observer
+    from journal_doctor.guard.record import Liveness
+
+    grace = 1.0
+    lock = other_hosts_stale_looking_lock(tmp_path, grace)
+    journal = str(lock)[: -len(".lock")]
+    observer = Observer()
+    seen = observer.observe_lock(LockCandidate(str(lock), journal, str(tmp_path)))
+    assert seen is not None
+    assert seen.record_judgement is not None
+    assert seen.record_judgement.liveness is Liveness.STALE
+    if moves:
+        age_path(Path(journal), 50)  # a beat, stamped ten seconds later by a lagging clock
+    started = time.monotonic()
+    (watched,) = observer.watch_stale([seen])
+    assert time.monotonic() - started >= grace * 0.9
+    assert watched.record_judgement is not None
+    if moves:
+        assert watched.record_judgement.liveness is Liveness.BEATING
+        assert "moved while watched" in watched.record_judgement.why
+    else:
+        assert watched.record_judgement.liveness is Liveness.STALE
+        assert "unchanged while watched for 1s" in watched.record_judgement.why

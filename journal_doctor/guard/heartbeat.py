@@ -36,6 +36,7 @@ from .record import (
     HolderRecord,
     Liveness,
     RecordJudgement,
+    after_watch,
     beat_time,
     filesystem_now,
     heartbeat_dir,
@@ -43,7 +44,9 @@ from .record import (
     parse,
     read_bytes,
     same_host,
+    sleep_until,
     this_process,
+    watch_deadline,
 )
 
 logger = logging.getLogger("journal_doctor")
@@ -233,7 +236,9 @@ def _judge_trial_beat(record: HolderRecord, beat: float, now: float | None) -> R
 
 def judge_trials(journal: str, running: Running) -> dict[int, RecordJudgement]:
     """What the heartbeats prove of each RUNNING trial that has any: its own beat, or else its
-    worker's. Trials of workers with no file (plain Optuna workers) are left out."""
+    worker's. Trials of workers with no file (plain Optuna workers) are left out. Another
+    host's beat that looks stale is believed only once it stayed still for its grace period
+    while watched (`guard.record.watch_deadline`): one wait for all."""
     directory = heartbeat_dir(journal)
     try:
         names = set(os.listdir(directory))
@@ -241,20 +246,40 @@ def judge_trials(journal: str, running: Running) -> dict[int, RecordJudgement]:
         return {}
     clock = _Clock(directory)
     judged: dict[int, RecordJudgement] = {}
-    workers: dict[str, RecordJudgement | None] = {}
+    beats: dict[int, tuple[str, HolderRecord, float, float]] = {}  # what each was judged on
     for trial_id, (_, worker) in running.items():
         name = trial_beat_name(trial_id)
-        beat = _read_beat(directory, name) if name in names else None
-        if beat is not None:
-            judged[trial_id] = _judge_trial_beat(beat[0], beat[1], clock.now(beat[0]))
+        if name not in names:
+            name = worker  # no beat of its own: its worker's
+        found = _read_beat(directory, name) if name in names else None
+        if found is None:
             continue
-        if worker not in workers:
-            found = _read_beat(directory, worker) if worker in names else None
-            workers[worker] = (
-                judge_record(found[0], found[1], clock.now(found[0])) if found else None
-            )
-        if workers[worker] is not None:
-            judged[trial_id] = workers[worker]  # type: ignore[assignment]
+        record, beat = found
+        now = clock.now(record)
+        own = name != worker
+        judged[trial_id] = (
+            _judge_trial_beat(record, beat, now) if own else judge_record(record, beat, now)
+        )
+        beats[trial_id] = (name, record, beat, time.monotonic())
+    return _watched(directory, judged, beats)
+
+
+def _watched(
+    directory: str,
+    judged: dict[int, RecordJudgement],
+    beats: dict[int, tuple[str, HolderRecord, float, float]],
+) -> dict[int, RecordJudgement]:
+    deadlines = {tid: watch_deadline(record, judged[tid], seen)
+                 for tid, (_, record, _, seen) in beats.items()}  # fmt: skip
+    due = max(deadlines.values(), default=0.0)
+    if not due:
+        return judged
+    sleep_until(due)
+    for tid, deadline in deadlines.items():
+        if deadline:
+            name, record, beat, _ = beats[tid]
+            again = _read_beat(directory, name)
+            judged[tid] = after_watch(record, judged[tid], beat, again[1] if again else None)
     return judged
 
 

@@ -251,9 +251,11 @@ class GuardedLock:
         from ..locks.observe import Observer
         from ..locks.scan import judge_all, survey_for
 
-        observation = Observer().observe_lock(LockCandidate(self.path, self.journal, self.path))
+        observer = Observer()
+        observation = observer.observe_lock(LockCandidate(self.path, self.journal, self.path))
         if observation is None:
             return None
+        (observation,) = observer.watch_stale([observation])
         thresholds = Thresholds(min_age=self.grace_period, shared_min_age=self.grace_period)
         (report,) = judge_all([observation], survey_for([observation]), thresholds)
         return report

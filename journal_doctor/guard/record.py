@@ -330,6 +330,38 @@ def judge_record(
     return RecordJudgement(Liveness.BEATING, age, f"its heartbeat is {age:.1f}s old")
 
 
+def watch_deadline(record: HolderRecord, judged: RecordJudgement, first_look: float) -> float:
+    """When (monotonic) a stale-looking heartbeat of another host may be believed: once it has
+    stayed still for the record's grace period while this process watched, on its own clock.
+    0.0 when there is nothing to watch. An age read off timestamps alone is not enough there:
+    an NFSv4.2 client holding a delegation with delegated timestamps (Linux >= 6.x) stamps the
+    holder's beats with its own clock, and one running behind the server's leaves the journal's
+    mtime still, seconds old, until the delegation is recalled (measured on the NFS bed: a live
+    holder's lock broken at 4.5 s with a 4 s grace, its client 5 minutes behind)."""
+    if judged.liveness is not Liveness.STALE or same_host(record):
+        return 0.0
+    return first_look + record.grace_period
+
+
+def after_watch(
+    record: HolderRecord, judged: RecordJudgement, first_beat: float, beat: float | None
+) -> RecordJudgement:
+    """The judgement of a stale-looking heartbeat, read again after its watch: one that moved
+    meanwhile is alive, whatever its timestamps' age."""
+    if beat is not None and beat != first_beat:
+        return RecordJudgement(Liveness.BEATING, judged.heartbeat_age,
+                               "its heartbeat moved while watched (its timestamps lag: a"
+                               " delegation, a cache or a clock)")  # fmt: skip
+    watched = f"unchanged while watched for {record.grace_period:g}s"
+    return judged._replace(why=f"{judged.why}, {watched}")
+
+
+def sleep_until(deadline: float) -> None:
+    remaining = deadline - time.monotonic()
+    if remaining > 0:
+        time.sleep(remaining)
+
+
 def filesystem_now(directory: str) -> float | None:
     """The filesystem's own clock: the mtime of a file made there just now. None where nothing
     can be created (full, over quota, read-only): this host's clock may disagree with the

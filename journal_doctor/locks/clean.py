@@ -214,6 +214,7 @@ def rejudge(locks: Iterable[LockReport], thresholds: Thresholds) -> dict[str, Lo
         fresh[obs.path] = None
         if again is not None:
             observations.append(again)
+    observations = observer.watch_stale(observations)
     for report in judge_all(observations, survey_for(observations), thresholds):
         fresh[report.path] = report
     return fresh

@@ -10,11 +10,22 @@ from __future__ import annotations
 import os
 import stat
 import time
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
 from ..errors import os_error_advice
-from ..guard.record import Found, filesystem_now, judge_record, read_record, same_host
+from ..guard.record import (
+    Found,
+    after_watch,
+    filesystem_now,
+    judge_record,
+    lock_record,
+    read_record,
+    same_host,
+    sleep_until,
+    watch_deadline,
+)
 from ..journal.probe import probe_journal
 from ..model import (
     OTHER_HOSTS,
@@ -73,6 +84,7 @@ class Observer:
         self._boot_time: float | None = None
         self._directories: dict[str, tuple[int, int]] = {}
         self._clocks: dict[str, float | None] = {}
+        self._beats: dict[str, tuple[float, float]] = {}  # lock -> (monotonic, beat) first seen
 
     @property
     def boot_time(self) -> float:
@@ -112,6 +124,8 @@ class Observer:
             except OSError as err:
                 unreadable = os_error_advice(err)
         found = read_record(candidate.path, st, target) if unreadable is None else None
+        if found is not None:
+            self._beats[candidate.path] = (time.monotonic(), found.beat_mtime)
         kind = lock_kind(st, target, candidate.journal, journal, guarded=found is not None)
         if kind is None:
             return None
@@ -140,6 +154,37 @@ class Observer:
             record=found.record if found else None,
             record_judgement=self._judge_record(found, directory, unseen) if found else None,
         )
+
+    def watch_stale(self, observations: Sequence[LockObservation]) -> list[LockObservation]:
+        """The observations again, once every other host's heartbeat that looks stale has
+        been watched for its grace period (one wait for all): one that moved meanwhile is
+        alive. Timestamps alone may lag a live holder's beats (`guard.record.watch_deadline`)."""
+        deadlines = {obs.path: self._watch_deadline(obs) for obs in observations}
+        due = max(deadlines.values(), default=0.0)
+        if not due:
+            return list(observations)
+        sleep_until(due)
+        return [self._watched(obs) if deadlines[obs.path] else obs for obs in observations]
+
+    def stale_to_watch(self, observations: Sequence[LockObservation]) -> int:
+        return sum(1 for obs in observations if self._watch_deadline(obs))
+
+    def _watch_deadline(self, obs: LockObservation) -> float:
+        if obs.record is None or obs.record_judgement is None or obs.path not in self._beats:
+            return 0.0
+        return watch_deadline(obs.record, obs.record_judgement, self._beats[obs.path][0])
+
+    def _watched(self, obs: LockObservation) -> LockObservation:
+        assert obs.record is not None
+        assert obs.record_judgement is not None
+        try:
+            found = lock_record(obs.path)[1]
+        except OSError:
+            found = None  # gone: whoever breaks it verifies its identity first
+        same = found is not None and found.record.token == obs.record.token
+        beat = found.beat_mtime if found is not None and same else None
+        judged = after_watch(obs.record, obs.record_judgement, self._beats[obs.path][1], beat)
+        return obs._replace(record_judgement=judged)
 
     def _lstat_listed(self, path: str) -> os.stat_result:
         """lstat of a name the directory listing just showed. On NFS a failed exclusive create

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 class ProgressEvent(NamedTuple):
     """Reported to the caller's progress callback; the core itself never prints."""
 
-    stage: str  # "discovered", "processes examined", "judged"
+    stage: str  # "discovered", "watching heartbeats", "processes examined", "judged"
     total: int
     detail: str = ""
 
@@ -168,6 +168,10 @@ def scan(
                     leftovers.append(leftover)
         except OSError as err:
             problems.append(ScanProblem(candidate.path, err.strerror or str(err)))
+    if observer is not None and observer.stale_to_watch(observations):
+        notify(ProgressEvent("watching heartbeats", observer.stale_to_watch(observations),
+                             "of other hosts that look stale"))  # fmt: skip
+        observations = observer.watch_stale(observations)
     survey = survey_for(observations) if observations else HolderSurvey()
     notify(ProgressEvent("processes examined", survey.processes_examined))
     locks = judge_all(observations, survey, thresholds) if observations else ()
