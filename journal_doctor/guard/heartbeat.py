@@ -38,6 +38,7 @@ from .record import (
     RecordJudgement,
     after_watch,
     beat_time,
+    caching_filesystem,
     filesystem_now,
     heartbeat_dir,
     judge_record,
@@ -198,6 +199,7 @@ class _Clock:
         self.directory = directory
         self._now: float | None = None
         self._read = False
+        self._caching: str | None = None
 
     def now(self, record: HolderRecord) -> float | None:
         if same_host(record):
@@ -205,6 +207,24 @@ class _Clock:
         if not self._read:
             self._now, self._read = filesystem_now(self.directory), True
         return self._now
+
+    def caching(self, record: HolderRecord) -> str:
+        """The FUSE filesystem (sshfs) another host's beat is seen through, if any."""
+        if same_host(record):
+            return ""
+        if self._caching is None:
+            from ..locks.visibility import read_mount_table
+
+            try:
+                device = os.stat(self.directory).st_dev
+            except OSError:
+                device = -1
+            filesystem = read_mount_table().by_device.get(device)
+            self._caching = caching_filesystem(*filesystem) if filesystem else ""
+        return self._caching
+
+    def judge(self, record: HolderRecord, beat: float) -> RecordJudgement:
+        return judge_record(record, beat, self.now(record), caching=self.caching(record))
 
 
 def _read_beat(directory: str, name: str) -> tuple[HolderRecord, float] | None:
@@ -216,14 +236,14 @@ def _read_beat(directory: str, name: str) -> tuple[HolderRecord, float] | None:
     return record, beat_time(path, read[1])
 
 
-def _judge_trial_beat(record: HolderRecord, beat: float, now: float | None) -> RecordJudgement:
+def _judge_trial_beat(record: HolderRecord, beat: float, clock: _Clock) -> RecordJudgement:
     """A trial's own beat: its process's record on its host, and the beat's age everywhere. On
     its own host the record's `heartbeat_at` (written on this very clock) counts too: a file's
     mtime read through sshfs may come from a cache 20 s old, and a live trial must not look
     abandoned for it (the later of the two is kept)."""
     if same_host(record):
         beat = max(beat, record.heartbeat_at)
-    judged = judge_record(record, beat, now)
+    judged = clock.judge(record, beat)
     if judged.liveness is not Liveness.ALIVE or judged.heartbeat_age <= record.grace_period:
         return judged
     return RecordJudgement(
@@ -255,10 +275,9 @@ def judge_trials(journal: str, running: Running) -> dict[int, RecordJudgement]:
         if found is None:
             continue
         record, beat = found
-        now = clock.now(record)
         own = name != worker
         judged[trial_id] = (
-            _judge_trial_beat(record, beat, now) if own else judge_record(record, beat, now)
+            _judge_trial_beat(record, beat, clock) if own else clock.judge(record, beat)
         )
         beats[trial_id] = (name, record, beat, time.monotonic())
     return _watched(directory, judged, beats)
@@ -304,9 +323,7 @@ def prune(journal: str, running: Running) -> None:
             gone = _finished_beat(directory, name, running, clock)
         elif name not in busy:
             found = _read_beat(directory, name)
-            gone = found is not None and (
-                judge_record(found[0], found[1], clock.now(found[0])).liveness in DEAD
-            )
+            gone = found is not None and (clock.judge(found[0], found[1]).liveness in DEAD)
         else:
             gone = False
         if gone:
@@ -327,4 +344,6 @@ def _finished_beat(directory: str, name: str, running: Running, clock: _Clock) -
     if found is None:
         return False
     now = clock.now(found[0])
-    return now is not None and now - found[1] > found[0].grace_period
+    if now is None or clock.caching(found[0]):
+        return False  # its age cannot be told here
+    return now - found[1] > found[0].grace_period

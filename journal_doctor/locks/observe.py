@@ -18,6 +18,7 @@ from ..errors import os_error_advice
 from ..guard.record import (
     Found,
     after_watch,
+    caching_filesystem,
     filesystem_now,
     judge_record,
     lock_record,
@@ -225,7 +226,9 @@ class Observer:
         """What the record proves. Another host's heartbeat is aged on the filesystem's clock."""
         fs_now = self.now if same_host(found.record) else self._filesystem_now(directory)
         local = not any(u.blindness in OTHER_HOSTS for u in unseen)
-        return judge_record(found.record, found.beat_mtime, fs_now, local)
+        filesystem = self.sight.filesystem(self.directory_key(directory)[0])
+        caching = caching_filesystem(filesystem.type, filesystem.network)
+        return judge_record(found.record, found.beat_mtime, fs_now, local, caching)
 
     def _unreadable(
         self, candidate: LockCandidate, journal: JournalState, why: str
