@@ -143,15 +143,23 @@ def _main(
     """Heal Optuna file journals after crashes."""
 
 
-def _seconds(value: float | None) -> float | None:
-    """Every duration option: NaN and negative are usage errors; inf means never by age."""
-    if value is not None and (math.isnan(value) or value < 0):
-        raise typer.BadParameter("give a number of seconds >= 0 (inf: never by age)")
-    return value
+def _seconds(infinite: str) -> Callable[[float | None], float | None]:
+    """Every duration option: NaN and negative are usage errors; `infinite` says what inf
+    means for this one ("" where it means nothing useful, and is refused)."""
+
+    def check(value: float | None) -> float | None:
+        if value is None:
+            return value
+        if math.isnan(value) or value < 0 or (math.isinf(value) and not infinite):
+            meaning = f" (inf: {infinite})" if infinite else ""
+            raise typer.BadParameter(f"give a number of seconds >= 0{meaning}")
+        return value
+
+    return check
 
 
-def seconds_option(name: str, help: str) -> Any:
-    return typer.Option(name, metavar="SECONDS", callback=_seconds, help=help)
+def seconds_option(name: str, help: str, infinite: str = "never by age") -> Any:
+    return typer.Option(name, metavar="SECONDS", callback=_seconds(infinite), help=help)
 
 
 Paths = Annotated[
@@ -335,6 +343,10 @@ class WaitReporter:
 def render_clean(report: CleanReport, json_output: bool, quiet: bool, asked: bool) -> None:
     if json_output:
         print(jsonout.dumps(jsonout.clean_json(report)))
+        from .render.advice import blind_spots
+
+        for note in blind_spots(report.scan):  # why it did not clean, for whoever reads the log
+            say(note)
         return
     # A declined prompt already showed the plan: do not print it again.
     declined = asked and all(o.outcome is not OutcomeKind.REMOVED for o in report.outcomes)
@@ -359,6 +371,7 @@ def clean(
             "--wait",
             "Re-scan until no write is in flight (no active/recent lock, none too young to"
             " judge), at most this long, then clean.",
+            infinite="",
         ),
     ] = 0.0,
     json_output: JsonOption = False,
@@ -402,7 +415,9 @@ def watch(
     paths: Paths = None,
     interval: Annotated[
         float,
-        seconds_option("--interval", "Seconds between passes (each pass is `clean --force`)."),
+        seconds_option(
+            "--interval", "Seconds between passes (each pass is `clean --force`).", infinite=""
+        ),
     ] = 5.0,
     json_output: Annotated[
         bool, typer.Option("--json", help="One JSON object per event and line, nothing else.")
@@ -514,14 +529,18 @@ def check(journals: Journals, json_output: JsonOption = False, quiet: Quiet = Fa
 
     for journal in journals:
         journal_or_fail(journal)
-    results = [check_journal(journal) for journal in journals]
+    results = [check_journal(journal, open_trials=True) for journal in journals]
     if json_output:
         print(jsonout.dumps(jsonout.check_json(results)))
-    else:
+    elif for_people():
         from .render.journal import render_health
 
         for health in results:
             render_health(out(), health, quiet=quiet)
+    else:
+        from .render import plain
+
+        echo_lines([line for health in results for line in plain.health_lines(health, quiet=quiet)])
     return 0 if all(h.healthy for h in results) else 1
 
 
@@ -623,7 +642,6 @@ def trials(
     naive ones), so Optuna 3.6 to the newest read them. Exit 1 while RUNNING trials remain.
     """
     from .journal.trials import fail_trials, list_trials
-    from .render.journal import render_trials
 
     if fail_running and retry:
         raise UsageError("--fail and --retry are one choice: --retry fails the trials too")
@@ -633,6 +651,8 @@ def trials(
         def confirm(report: TrialsReport, unproven: list[OpenTrial]) -> bool:
             if not sys.stdin.isatty():
                 return False
+            from .render.journal import render_trials
+
             render_trials(err_console() if json_output else out(), report)
             return ask(
                 f"Fail {len(unproven)} trial(s) that no heartbeat proves abandoned? A worker may"
@@ -646,8 +666,14 @@ def trials(
         report = list_trials(journal)
     if json_output:
         print(jsonout.dumps(jsonout.trials_json(report)))
-    else:
+    elif for_people():
+        from .render.journal import render_trials
+
         render_trials(out(), report)
+    else:
+        from .render import plain
+
+        echo_lines(plain.trials_lines(report))
     running = [t for t in report.health.open_trials if t.state == "RUNNING"]
     return 1 if running else 0
 

@@ -224,3 +224,51 @@ def test_a_lost_or_unacquired_lock_is_one_line_and_exit_1_not_a_bug() -> None:
     waited = LockTimeout("j.log.lock: not acquired in 60s", path="j.log.lock", waiting_on="x")
     assert exit_code(lost) == (1, "j.log.lock was broken while this process held it")
     assert exit_code(waited) == (1, "j.log.lock: not acquired in 60s")
+
+
+def journal_with_a_running_trial(tmp_path: Path) -> tuple[Path, str]:
+    """A journal whose one trial is RUNNING (asked, never told), and that trial's worker id."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    journal = tmp_path / "j.log"
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    optuna.create_study(study_name="s", storage=storage).ask()
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    (created,) = [line for line in lines if line["op_code"] == 4]  # CREATE_TRIAL
+    return journal, str(created["worker_id"])
+
+
+def test_check_and_trials_in_pipes_print_whole_logfmt_lines(tmp_path: Path) -> None:
+    journal, worker = journal_with_a_running_trial(tmp_path)
+    checked = run_doctor("check", str(journal))
+    (line,) = checked.stdout.splitlines()
+    assert line.startswith(f"journal={journal} health=healthy ")
+    assert "trials=RUNNING:1" in line
+    listed = run_doctor("trials", str(journal))
+    assert listed.returncode == 1
+    trial, step = listed.stdout.splitlines()
+    assert f"worker={worker} " in trial  # the whole id, nothing cut
+    assert "state=RUNNING" in trial
+    assert step.startswith("1 trial(s) RUNNING. If no worker runs them any more,")
+    assert f"`journal-doctor trials --retry {journal}`" in step
+    for output in (checked.stdout, listed.stdout):
+        assert not any(c in output for c in "┏━│─╭"), output  # no box drawing in a pipe
+
+
+def test_check_json_lists_the_open_trials_it_counts(tmp_path: Path) -> None:
+    journal, worker = journal_with_a_running_trial(tmp_path)
+    document = json.loads(run_doctor("check", "--json", str(journal)).stdout)
+    (health,) = document["journals"]
+    assert health["trials_by_state"]["RUNNING"] == 1
+    (trial,) = health["open_trials"]
+    assert (trial["state"], trial["worker_id"]) == ("RUNNING", worker)
+
+
+def test_trials_fail_says_what_it_did_before_what_is_left(tmp_path: Path) -> None:
+    journal, _ = journal_with_a_running_trial(tmp_path)
+    done = run_doctor("trials", "--fail", "--force", str(journal))
+    assert done.returncode == 0, done.stderr
+    action, left = done.stdout.splitlines()
+    assert action.startswith("trial 0 of s: failed")
+    assert left == f"{journal}: no RUNNING or WAITING trials left."

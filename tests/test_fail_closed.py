@@ -188,6 +188,7 @@ def test_check_and_repair_refuse_what_is_not_a_journal(tmp_path: Path) -> None:
         assert result.returncode == 2, (command, result.stderr)
         (line,) = result.stderr.strip().splitlines()
         assert "not an Optuna journal" in line
+        assert "nothing was changed" not in line  # check never writes: it is not news
     assert config.read_bytes() == b"lr: 0.1\nepochs: 3\n"
     assert sorted(os.listdir(tmp_path)) == ["config.yaml"]  # no backup, no quarantine
 
@@ -302,3 +303,40 @@ def test_through_sshfs_another_hosts_holder_is_never_judged() -> None:
     assert judge_record(mine, time.time(), time.time(), caching="fuse.sshfs").liveness is (
         Liveness.ALIVE
     )  # its own host's holders are judged by /proc, through any filesystem
+
+
+def test_clean_that_did_nothing_says_why_in_the_words_scan_uses(public_tmp: Path) -> None:
+    """An unreadable directory: scan says so; clean (dry run, forced, JSON) says the same
+    instead of only `nothing to do`, and exits 1."""
+    (public_tmp / "closed").mkdir(mode=0o700)
+    why = f"Could not read {public_tmp / 'closed'}: Permission denied"
+    scanned = as_nobody("scan", str(public_tmp))
+    assert why in scanned.stdout
+    for options in (("--dry-run",), ("--force",)):
+        cleaned = as_nobody("clean", *options, str(public_tmp))
+        assert cleaned.returncode == 1, cleaned.stderr
+        assert why in cleaned.stdout, cleaned.stdout
+        assert "nothing removed" in cleaned.stdout
+        assert "nothing to do" not in cleaned.stdout
+    as_json = as_nobody("clean", "--force", "--json", str(public_tmp))
+    document = json.loads(as_json.stdout)
+    assert [p["path"] for p in document["problems"]] == [str(public_tmp / "closed")]
+    assert why in as_json.stderr  # a job log that keeps stderr sees why it stopped
+    assert as_json.returncode == 1
+
+
+def test_infinite_thresholds_and_waits_say_what_they_mean(tmp_path: Path) -> None:
+    fresh = tmp_path / "runs"
+    fresh.mkdir()
+    (fresh / "j.log").write_bytes(OP)
+    os.symlink("j.log", fresh / "j.log.lock")
+    never = run_doctor("scan", "--min-age", "inf", str(fresh))
+    assert "never judged by age with an infinite" in never.stdout
+    assert "--wait" not in never.stdout  # a wait that could never end is not suggested
+    for option in ("--wait", "--interval"):
+        command = "clean" if option == "--wait" else "watch"
+        for bad in ("-5", "inf"):
+            refused = run_doctor(command, option, bad, str(fresh))
+            assert refused.returncode == 2
+            assert "give a number of seconds >= 0" in refused.stderr
+            assert "never by age" not in refused.stderr

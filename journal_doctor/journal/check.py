@@ -126,8 +126,8 @@ def _not_a_journal(path: str, fd: int, st: os.stat_result) -> None:
     if st.st_size and not is_journal_head(os.pread(fd, HEAD_BYTES, 0)):
         os.close(fd)
         raise NotAJournal(
-            f"{path}: not an Optuna journal (its first line is not an Optuna op);"
-            " nothing was changed. Give the journal file of a JournalStorage."
+            f"{path}: not an Optuna journal (its first line is not an Optuna op); give the"
+            " journal file of a JournalStorage."
         )
 
 

@@ -3,12 +3,20 @@ so the terminal tables and the plain lines for pipes say exactly the same."""
 
 from __future__ import annotations
 
+import math
 import shlex
 from collections import Counter
 from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from ..model import CleanReport, OutcomeKind, ScanReport, Verdict
+from ..words import human_age
 from .text import display_path
+
+if TYPE_CHECKING:
+    from ..journal.replay import OpenTrial
+    from ..journal.trials import TrialsReport
 
 NOTHING_BLOCKS = "Nothing blocks a resume."
 CONTAINER_NOTE = (
@@ -33,7 +41,8 @@ def counts(report: ScanReport) -> str:
 
 def clean_counts(report: CleanReport) -> str:
     outcomes = Counter(o.outcome.value for o in report.outcomes)
-    text = ", ".join(f"{n} {word}" for word, n in sorted(outcomes.items())) or "nothing to do"
+    nothing = "nothing removed" if report.needs_attention() else "nothing to do"
+    text = ", ".join(f"{n} {word}" for word, n in sorted(outcomes.items())) or nothing
     if report.waited_seconds:
         text += f" (waited {report.waited_seconds:.1f}s"
         text += ", timed out)" if report.wait_timed_out else ")"
@@ -55,6 +64,32 @@ def _journal_steps(report: ScanReport) -> list[str]:
     return [f"Damaged journal(s): run `journal-doctor check {paths}`, then `repair`."]
 
 
+def _transient_steps(report: ScanReport) -> list[str]:
+    if not report.transient():
+        return []
+    limits = (report.thresholds.min_age, report.thresholds.shared_min_age)
+    recent = any(lock.verdict is Verdict.RECENT for lock in report.transient())
+    if recent and any(math.isinf(limit) for limit in limits):
+        return ["Locks without a visible holder are never judged by age with an infinite"
+                " --min-age/--shared-min-age: give a number of seconds to judge them."]  # fmt: skip
+    return ["A write may be in flight: `clean --wait SECONDS` waits it out."]
+
+
+def blind_spots(report: ScanReport) -> list[str]:
+    """What the doctor could not see or decide, as scan and clean both say it."""
+    steps = []
+    if any(lock.verdict is Verdict.UNKNOWN for lock in report.locks):
+        steps.append("Unknown locks are never removed: their reasons say what would decide them.")
+    steps += [
+        f"Could not read {display_path(problem.path)}: {problem.message}; nothing below it"
+        " was checked."
+        for problem in report.problems
+    ]
+    if report.container and report.locks:
+        steps.append(CONTAINER_NOTE)
+    return steps
+
+
 def next_steps(report: ScanReport, removable_word: str = "clean") -> list[str]:
     """What to do next, one sentence each, most urgent first."""
     steps = _stuck_steps(report)
@@ -65,18 +100,9 @@ def next_steps(report: ScanReport, removable_word: str = "clean") -> list[str]:
             f"Run `journal-doctor {removable_word} {quoted(report.roots)}` to remove {removable}"
             " orphaned artifact(s)."
         )
-    if any(lock.verdict is Verdict.UNKNOWN for lock in report.locks):
-        steps.append("Unknown locks are never removed: their reasons say what would decide them.")
-    if report.transient():
-        steps.append("A write may be in flight: `clean --wait SECONDS` waits it out.")
+    steps += _transient_steps(report)
     steps += _journal_steps(report)
-    for problem in report.problems:
-        steps.append(
-            f"Could not read {display_path(problem.path)}: {problem.message}; nothing below it"
-            " was checked."
-        )
-    if report.container and report.locks:
-        steps.append(CONTAINER_NOTE)
+    steps += blind_spots(report)
     if not report.needs_attention() and not report.transient():
         steps.append(NOTHING_BLOCKS)
     return steps
@@ -102,6 +128,49 @@ def clean_steps(report: CleanReport) -> list[str]:
             for lock in scan.transient()
         ]
     steps += _journal_steps(scan)
+    steps += blind_spots(scan)
     if not report.needs_attention():
         steps.append(NOTHING_BLOCKS)
     return steps
+
+
+def trial_age(trial: OpenTrial, now: float) -> str:
+    if not trial.datetime_start:
+        return "-"
+    try:
+        started = datetime.fromisoformat(trial.datetime_start).timestamp()
+    except ValueError:
+        return "-"
+    return human_age(max(0.0, now - started))
+
+
+def trial_note(trial: OpenTrial) -> str:
+    if trial.worker_id is None:
+        return "enqueued: the next worker runs it"
+    if trial.evidence:
+        return f"abandoned ({trial.evidence})"
+    return "abandoned: its worker moved on" if trial.abandoned else ""
+
+
+def trial_actions(report: TrialsReport) -> list[str]:
+    return [
+        f"trial {a.trial.number} of {display_path(a.trial.study_name)}: {a.action.value}"
+        f" ({display_path(a.detail)})"
+        for a in report.actions
+    ]
+
+
+def trials_steps(report: TrialsReport) -> list[str]:
+    """After the listing (and what was done): what is left, and the next command."""
+    journal = display_path(report.journal)
+    open_trials = report.health.open_trials
+    if not open_trials:
+        left = " left" if report.actions else ""
+        return [f"{journal}: no RUNNING or WAITING trials{left}."]
+    running = sum(t.state == "RUNNING" for t in open_trials)
+    if not running:
+        return []
+    return [
+        f"{running} trial(s) RUNNING. If no worker runs them any more, `journal-doctor trials"
+        f" --retry {shlex.quote(journal)}` fails them and runs them again."
+    ]

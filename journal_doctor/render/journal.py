@@ -6,14 +6,13 @@ Every file name goes through `display_path` and into a `Text` (never markup).
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..words import human_age
+from . import advice
 from .text import display_path
 
 if TYPE_CHECKING:
@@ -91,41 +90,18 @@ def short_worker(worker_id: str | None) -> str:
 
 
 def render_trials(console: Console, report: TrialsReport) -> None:
-    open_trials = report.health.open_trials
-    if not open_trials:
-        console.print(Text(f"{display_path(report.journal)}: no RUNNING or WAITING trials."))
-    else:
+    """What was done first, then what is still open, then the next step."""
+    for line in advice.trial_actions(report):
+        console.print(Text(line))
+    if report.health.open_trials:
         now = time.time()
         table = Table(title=display_path(report.journal), title_justify="left")
         for header in ("study", "number", "state", "worker", "started", "age", "note"):
             table.add_column(header, overflow="fold")
-        for t in open_trials:
-            age = "-"
-            if t.datetime_start:
-                try:
-                    started = datetime.fromisoformat(t.datetime_start).timestamp()
-                    age = human_age(max(0.0, now - started))
-                except ValueError:
-                    pass
-            note = "abandoned: its worker moved on" if t.abandoned else ""
-            if t.evidence:
-                note = f"abandoned ({t.evidence})"
-            if t.worker_id is None:
-                note = "enqueued: the next worker runs it"
-            table.add_row(
-                Text(display_path(t.study_name)),
-                str(t.number),
-                t.state,
-                Text(short_worker(t.worker_id)),
-                Text((t.datetime_start or "-")[:19]),
-                age,
-                note,
-            )
+        for t in report.health.open_trials:
+            table.add_row(Text(display_path(t.study_name)), str(t.number), t.state,
+                          Text(short_worker(t.worker_id)), Text((t.datetime_start or "-")[:19]),
+                          advice.trial_age(t, now), advice.trial_note(t))  # fmt: skip
         console.print(table)
-    for action in report.actions:
-        console.print(
-            Text(
-                f"trial {action.trial.number} of {display_path(action.trial.study_name)}:"
-                f" {action.action.value} ({display_path(action.detail)})"
-            )
-        )
+    for step in advice.trials_steps(report):
+        console.print(Text(step))

@@ -3,12 +3,18 @@ drawing, no width. `grep verdict=orphaned` works; so does any logfmt parser."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from ..model import CleanReport, Outcome, ScanReport
 from . import advice
 from .fields import Fields, leftover_fields, lock_fields
 from .text import display_path, relative_to_root
+
+if TYPE_CHECKING:
+    from ..journal.check import JournalHealth
+    from ..journal.trials import TrialsReport
 
 Write = Callable[[str], None]
 
@@ -61,3 +67,40 @@ def clean_lines(report: CleanReport, *, quiet: bool = False, show_outcomes: bool
                 ) -> list[str]:  # fmt: skip
     lines = [] if quiet or not show_outcomes else outcome_lines(report.scan, report.outcomes)
     return [*lines, advice.clean_counts(report), *advice.clean_steps(report)]
+
+
+def health_lines(health: JournalHealth, *, quiet: bool = False) -> list[str]:
+    """`check` for pipes: one line per journal, then one per damaged line (nothing cut)."""
+    path = display_path(health.path)
+    pairs = [("journal", path), ("health", "healthy" if health.healthy else "damaged"),
+             ("prognosis", health.prognosis.value)]  # fmt: skip
+    if not quiet:
+        states = ",".join(f"{state}:{n}" for state, n in health.trials_by_state.items() if n)
+        pairs += [("bytes", str(health.size)), ("lines", str(health.lines)),
+                  ("ops", str(health.ops)), ("studies", str(health.studies)),
+                  ("trials", states or "none"), ("torn_tail_bytes", str(health.torn_tail_bytes)),
+                  ("nul_bytes", str(health.nul_bytes))]  # fmt: skip
+    lines = [logfmt([*pairs, ("summary", health.summary)])]
+    if not quiet:
+        lines += [
+            logfmt((("journal", path), ("line", str(d.line)), ("byte", str(d.offset)),
+                    ("problem", d.problem.value), ("detail", display_path(d.detail))))
+            for d in health.damage
+        ]  # fmt: skip
+    return lines
+
+
+def trials_lines(report: TrialsReport) -> list[str]:
+    """`trials` for pipes: what was done, one line per open trial (the whole worker id), and
+    the next step."""
+    now = time.time()
+    journal = display_path(report.journal)
+    lines = advice.trial_actions(report)
+    lines += [
+        logfmt((("journal", journal), ("study", display_path(t.study_name)),
+                ("number", str(t.number)), ("state", t.state), ("worker", t.worker_id or "-"),
+                ("started", t.datetime_start or "-"), ("age", advice.trial_age(t, now)),
+                ("note", advice.trial_note(t))))
+        for t in report.health.open_trials
+    ]  # fmt: skip
+    return lines + advice.trials_steps(report)
