@@ -840,10 +840,23 @@ def _usage_error() -> type[Exception]:
     return ClickException
 
 
+def _close_matches_only(error: Exception) -> None:
+    """Click suggests any option within difflib's loose 0.6 (`scan --bogus`: "--verbose");
+    keep only the suggestions that look like a typo of what was typed."""
+    import difflib
+
+    name, possibilities = getattr(error, "option_name", None), getattr(error, "possibilities", None)
+    if name and possibilities:
+        error.possibilities = difflib.get_close_matches(name, possibilities, cutoff=0.75)  # type: ignore[attr-defined]
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     try:
         code = app(args=argv, prog_name="journal-doctor", standalone_mode=False)
+        if code == 130:  # Typer turns Ctrl-C into a bare exit code
+            say("interrupted")
     except _usage_error() as error:  # usage: bad option, bad value
+        _close_matches_only(error)
         error.show()  # type: ignore[attr-defined]
         code = error.exit_code  # type: ignore[attr-defined]
     except BaseException as error:

@@ -272,3 +272,41 @@ def test_trials_fail_says_what_it_did_before_what_is_left(tmp_path: Path) -> Non
     action, left = done.stdout.splitlines()
     assert action.startswith("trial 0 of s: failed")
     assert left == f"{journal}: no RUNNING or WAITING trials left."
+
+
+def test_ctrl_c_during_clean_wait_says_interrupted_and_keeps_the_lock(tmp_path: Path) -> None:
+    import signal
+
+    (tmp_path / "j.log").write_bytes(OP)
+    os.symlink("j.log", tmp_path / "j.log.lock")
+    holder = subprocess.Popen([PYTHON, "-c", "import sys, time; f = open(sys.argv[1], 'ab');"
+                               " print(flush=True); time.sleep(120)", str(tmp_path / "j.log")],
+                              stdout=subprocess.PIPE)  # fmt: skip
+    try:
+        assert holder.stdout is not None
+        holder.stdout.readline()  # it has the journal open for writing: the lock is active
+        command = [
+            PYTHON,
+            "-m",
+            "journal_doctor",
+            "clean",
+            "--force",
+            "--wait",
+            "60",
+            str(tmp_path),
+        ]
+        clean = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        assert clean.stderr is not None
+        assert "waiting up to" in clean.stderr.readline()
+        clean.send_signal(signal.SIGINT)
+        assert clean.wait(timeout=30) == 130
+        assert clean.stderr.read().strip() == "journal-doctor: interrupted"
+        assert os.path.lexists(tmp_path / "j.log.lock")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_an_unknown_option_suggests_only_a_likely_typo() -> None:
+    assert "Possible options" not in run_doctor("scan", "--bogus").stderr
+    assert "--verbose" in run_doctor("scan", "--verbos").stderr
