@@ -29,64 +29,75 @@ if TYPE_CHECKING:
     from .journal.trials import TrialsReport
     from .locks.scan import ProgressEvent
 
-EXIT_CODES = """
-\b
-Exit codes: 0 nothing blocks a resume, 1 something needs attention, 2 usage error,
-3 internal error (a bug: please report it), 130 interrupted.
-"""
+# Help epilogs: click indents them by 2, so every line here stays within 78 columns.
 EXAMPLES = {
     "scan": """
-\b
-Examples:
-  journal-doctor scan runs/                 # what locks are there, who holds them
-  journal-doctor scan --json runs/ | jq .   # the same for scripts
-  journal-doctor scan --shared /mnt/share   # a share this host cannot detect (sshfs)
-""",
+  # what locks are there, who holds them
+  journal-doctor scan runs/
+  # the same for scripts
+  journal-doctor scan --json runs/ | jq .
+  # a share this host cannot detect (sshfs)
+  journal-doctor scan --shared /mnt/share""",
     "clean": """
-\b
-Examples:
-  journal-doctor clean --dry-run runs/      # what would be removed, and why
-  journal-doctor clean --force --wait 60 runs/ && python train.py   # pre-resume step
-""",
+  # what would be removed, and why
+  journal-doctor clean --dry-run runs/
+  # the pre-resume step
+  journal-doctor clean --force --wait 60 runs/ && python train.py""",
     "watch": """
-\b
-Examples:
-  journal-doctor watch /shared/runs                  # heal while the fleet runs (Ctrl-C ends)
+  # heal while the fleet runs (Ctrl-C ends)
+  journal-doctor watch /shared/runs
   journal-doctor watch --json --interval 2 runs/ >> heal.log
-  journal-doctor watch --fail-stale-trials --shared /mnt/nfs/runs
-""",
+  journal-doctor watch --fail-stale-trials --shared /mnt/nfs/runs""",
     "migrate": """
-\b
-Examples:
   journal-doctor migrate --dry-run runs/study.log sqlite:///study.db
-  journal-doctor migrate --force runs/study.log postgresql+psycopg://user@db/optuna
-  journal-doctor migrate --force --study s1 runs/study.log redis://localhost:6379/0
-""",
+  journal-doctor migrate --force runs/study.log \\
+      postgresql+psycopg://user@db/optuna
+  journal-doctor migrate --force --study s1 runs/study.log \\
+      redis://localhost:6379/0""",
     "check": """
-\b
-Examples:
-  journal-doctor check runs/study.log       # will Optuna load this journal?
-  journal-doctor check --json runs/*.log    # for scripts
-""",
+  # will Optuna load this journal?
+  journal-doctor check runs/study.log
+  # for scripts
+  journal-doctor check --json runs/*.log""",
     "repair": """
-\b
-Examples:
-  journal-doctor repair --dry-run runs/study.log   # what would change
-  journal-doctor repair --force runs/study.log     # make it loadable, keep every good line
-""",
+  # what would change
+  journal-doctor repair --dry-run runs/study.log
+  # make it loadable, keeping every good line
+  journal-doctor repair --force runs/study.log""",
     "trials": """
-\b
-Examples:
-  journal-doctor trials runs/study.log           # RUNNING/WAITING trials a crash left
-  journal-doctor trials --retry runs/study.log   # fail them (asks) and run them again
-""",
+  # RUNNING/WAITING trials a crash left
+  journal-doctor trials runs/study.log
+  # fail them (asks first) and run them again
+  journal-doctor trials --retry runs/study.log""",
+    "demo": """
+  journal-doctor demo
+  # the drop-in storage: no clean needed
+  journal-doctor demo --guarded""",
 }
+EXIT_CODES = {
+    "scan": "0 nothing blocks a resume, 1 a lock, leftover or journal does",
+    "clean": "0 nothing blocks a resume afterwards, 1 something still does",
+    "watch": "0 ended by Ctrl-C or SIGTERM",
+    "check": "0 every journal is healthy, 1 one is damaged",
+    "repair": "0 every journal is healthy afterwards, 1 one is not",
+    "trials": "0 no trial is left RUNNING, 1 one is",
+    "migrate": "0 copied and verified (--dry-run: the copy would run), 1 not",
+    "demo": "0 the demo ran",
+}
+COMMON_CODES = "2 usage error, 3 a bug (please report it), 130 interrupted."
+
+
+def epilog(command: str) -> str:
+    """One "Examples:" block and the exit codes that are true for this command."""
+    codes = f"{EXIT_CODES[command]},\n  {COMMON_CODES}"
+    return f"\b\nExamples:{EXAMPLES[command]}\n\n\b\nExit codes: {codes}\n"
+
 
 app = typer.Typer(
     name="journal-doctor",
     help="Heal Optuna file journals after crashes: find stale locks, judge them, remove"
     " only what is provably orphaned; check and repair torn journals.",
-    epilog=EXAMPLES["scan"] + EXAMPLES["clean"] + EXIT_CODES,
+    epilog="\b\nExamples:" + EXAMPLES["scan"] + EXAMPLES["clean"] + "\n",
     no_args_is_help=True,
     add_completion=True,
     rich_markup_mode=None,
@@ -187,7 +198,7 @@ SharedMinAge = Annotated[
     seconds_option(
         "--shared-min-age",
         "The same where holders may be invisible: a network filesystem, a directory this host"
-        " exports, a container (default: Optuna's 30 s grace period).",
+        " exports, a container (Optuna's own grace period).",
     ),
 ]
 Shared = Annotated[
@@ -229,7 +240,7 @@ def render_scan(report: ScanReport, json_output: bool, quiet: bool) -> None:
         echo_lines(plain.scan_lines(report, quiet=quiet))
 
 
-@app.command(epilog=EXAMPLES["scan"] + EXIT_CODES)
+@app.command(epilog=epilog("scan"))
 def scan(
     paths: Paths = None,
     json_output: JsonOption = False,
@@ -360,7 +371,7 @@ def render_clean(report: CleanReport, json_output: bool, quiet: bool, asked: boo
         echo_lines(plain.clean_lines(report, quiet=quiet, show_outcomes=not declined))
 
 
-@app.command(epilog=EXAMPLES["clean"] + EXIT_CODES)
+@app.command(epilog=epilog("clean"))
 def clean(
     paths: Paths = None,
     dry_run: DryRun = False,
@@ -410,7 +421,7 @@ def clean(
     return 1 if report.needs_attention() else 0
 
 
-@app.command(epilog=EXAMPLES["watch"] + EXIT_CODES)
+@app.command(epilog=epilog("watch"))
 def watch(
     paths: Paths = None,
     interval: Annotated[
@@ -456,6 +467,11 @@ def watch(
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, finish)
+    from .render.advice import quoted
+
+    # Something at once: a terminal that shows nothing until the first event looks hung.
+    say(f"watching {quoted(paths or ['.'])} every {interval:g}s: one line per event;"
+        " Ctrl-C ends")  # fmt: skip
     for event in watch_core(paths or ".", interval=interval, min_age=min_age,
                             shared_min_age=shared_min_age, shared=shared,
                             fail_stale_trials=fail_stale_trials, stop=stop):  # fmt: skip
@@ -515,7 +531,7 @@ def journal_or_fail(path: str) -> None:
         raise DoctorError(path_error(path, err)) from None
 
 
-@app.command(epilog=EXAMPLES["check"] + EXIT_CODES)
+@app.command(epilog=epilog("check"))
 def check(journals: Journals, json_output: JsonOption = False, quiet: Quiet = False) -> int:
     """Read each journal as Optuna would and say what Optuna will do with it.
 
@@ -544,7 +560,7 @@ def check(journals: Journals, json_output: JsonOption = False, quiet: Quiet = Fa
     return 0 if all(h.healthy for h in results) else 1
 
 
-@app.command(epilog=EXAMPLES["repair"] + EXIT_CODES)
+@app.command(epilog=epilog("repair"))
 def repair(
     journals: Journals,
     dry_run: DryRun = False,
@@ -602,7 +618,7 @@ def repair(
     return code
 
 
-@app.command(epilog=EXAMPLES["trials"] + EXIT_CODES)
+@app.command(epilog=epilog("trials"))
 def trials(
     journal: Annotated[
         str, typer.Argument(help="The journal file.", metavar="JOURNAL", show_default=False)
@@ -678,7 +694,7 @@ def trials(
     return 1 if running else 0
 
 
-@app.command(epilog=EXAMPLES["migrate"] + EXIT_CODES)
+@app.command(epilog=epilog("migrate"))
 def migrate(
     journal: Annotated[
         str, typer.Argument(help="The journal file.", metavar="JOURNAL", show_default=False)
@@ -770,7 +786,7 @@ def _render_migrate(report: Any, json_output: bool, stream: Any = None) -> None:
         echo_lines([display_path(line) for line in lines])
 
 
-@app.command()
+@app.command(epilog=epilog("demo"))
 def demo(
     trials: Annotated[int, typer.Option(min=1, help="Trials the resumed study runs.")] = 3,
     compare: Annotated[

@@ -173,11 +173,28 @@ def test_api_takes_one_path_or_many_and_names_outcomes_as_json_does(tmp_path: Pa
     assert set(document["outcomes"][0]) >= set(report.outcomes[0]._fields)
 
 
-@pytest.mark.parametrize("command", ["scan", "clean", "check", "repair", "trials"])
-def test_every_command_help_has_examples_and_exit_codes(command: str) -> None:
-    page = run_doctor(command, "--help").stdout
-    assert "Examples:" in page
-    assert "Exit codes:" in page
+COMMANDS = ["scan", "clean", "watch", "check", "repair", "trials", "migrate", "demo"]
+
+
+@pytest.mark.parametrize("command", ["", *COMMANDS])
+def test_every_help_fits_80_columns_with_one_examples_block(command: str) -> None:
+    page = subprocess.run([PYTHON, "-m", "journal_doctor", *([command] if command else []),
+                           "--help"], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "80"}).stdout  # fmt: skip
+    assert page.count("Examples:") == 1, page
+    assert all(len(line) <= 80 for line in page.splitlines()), page
+    if command:
+        assert page.count("Exit codes:") == 1
+    assert "(default: Optuna" not in page  # each default is stated once, by the option
+
+
+def test_each_command_states_its_own_exit_codes() -> None:
+    codes = {c: run_doctor(c, "--help").stdout.split("Exit codes:", 1)[1] for c in COMMANDS}
+    assert "1 one is damaged" in codes["check"]
+    assert "1 one is" in codes["trials"]
+    assert "RUNNING" in codes["trials"]
+    assert "nothing blocks a resume" not in codes["check"] + codes["trials"]
+    assert all("2 usage error" in text for text in codes.values())
 
 
 def readme_options() -> dict[str, set[str]]:
@@ -310,3 +327,18 @@ def test_ctrl_c_during_clean_wait_says_interrupted_and_keeps_the_lock(tmp_path: 
 def test_an_unknown_option_suggests_only_a_likely_typo() -> None:
     assert "Possible options" not in run_doctor("scan", "--bogus").stderr
     assert "--verbose" in run_doctor("scan", "--verbos").stderr
+
+
+def test_watch_says_at_once_what_it_watches_and_ends_on_ctrl_c(tmp_path: Path) -> None:
+    import signal
+
+    watch = subprocess.Popen([PYTHON, "-m", "journal_doctor", "watch", "--interval", "60",
+                              str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)  # fmt: skip
+    assert watch.stderr is not None
+    first = watch.stderr.readline()
+    assert (
+        first == f"journal-doctor: watching {tmp_path} every 60s: one line per event; Ctrl-C ends\n"
+    )
+    watch.send_signal(signal.SIGINT)
+    assert watch.wait(timeout=30) == 0
