@@ -822,7 +822,7 @@ def demo(
         if step.detail:
             out().print(Text(display_path(step.detail)))
         if step.scan is not None:
-            table.render_scan(out(), step.scan)
+            table.render_scan(out(), step.scan, steps=False)  # the next step is the demo's
         if step.clean is not None:
             table.render_clean(out(), step.clean)
     out().rule(Text("Done"))

@@ -336,6 +336,8 @@ def test_demo_runs_and_leaves_nothing_behind(tmp_path: Path) -> None:
         assert step in result.stdout
     assert "removed" in result.stdout
     assert list(env_tmp.iterdir()) == []
+    # No advice to run a command on the directory the demo removes when it ends.
+    assert "Run `journal-doctor clean" not in result.stdout
 
 
 def test_directory_replaced_between_scan_and_break_is_a_conflict(tmp_path: Path) -> None:

@@ -70,7 +70,9 @@ def _lock_cells(fields: Fields) -> tuple[str, str, list[Text]]:
     ]  # fmt: skip
 
 
-def render_scan(console: Console, report: ScanReport, *, quiet: bool = False) -> None:
+def render_scan(console: Console, report: ScanReport, *, quiet: bool = False,
+                steps: bool = True) -> None:  # fmt: skip
+    """`steps=False`: without the next commands (the demo's, whose directory is gone after)."""
     fields = [*map(lock_fields, report.locks), *map(leftover_fields, report.leftovers)]
     if fields and not quiet:
         rows = [_lock_cells(f) for f in fields]
@@ -83,7 +85,7 @@ def render_scan(console: Console, report: ScanReport, *, quiet: bool = False) ->
             console.print(Text(f"journal {path}: {journal.health.value}, {journal.prognosis.value}",
                                style="yellow"))  # fmt: skip
     console.print(Text(advice.counts(report), style="bold"))
-    for step in advice.next_steps(report):
+    for step in advice.next_steps(report) if steps else ():
         console.print(Text(step))
 
 
