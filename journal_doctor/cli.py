@@ -359,16 +359,15 @@ def render_clean(report: CleanReport, json_output: bool, quiet: bool, asked: boo
         for note in blind_spots(report.scan):  # why it did not clean, for whoever reads the log
             say(note)
         return
-    # A declined prompt already showed the plan: do not print it again.
-    declined = asked and all(o.outcome is not OutcomeKind.REMOVED for o in report.outcomes)
+    # The question came after the plan: do not print the plan a second time.
     if for_people():
         from .render import table
 
-        table.render_clean(out(), report, quiet=quiet, show_outcomes=not declined)
+        table.render_clean(out(), report, quiet=quiet, show_outcomes=not asked)
     else:
         from .render import plain
 
-        echo_lines(plain.clean_lines(report, quiet=quiet, show_outcomes=not declined))
+        echo_lines(plain.clean_lines(report, quiet=quiet, show_outcomes=not asked))
 
 
 @app.command(epilog=epilog("clean"))

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from ..model import CleanReport, Outcome, ScanReport
+from ..model import CleanReport, Outcome, OutcomeKind, ScanReport
 from . import advice
 from .fields import Fields, leftover_fields, lock_fields
 from .text import display_path, relative_to_root
@@ -65,7 +65,13 @@ def outcome_lines(report: ScanReport, outcomes: Iterable[Outcome]) -> list[str]:
 
 def clean_lines(report: CleanReport, *, quiet: bool = False, show_outcomes: bool = True
                 ) -> list[str]:  # fmt: skip
-    lines = [] if quiet or not show_outcomes else outcome_lines(report.scan, report.outcomes)
+    if quiet:
+        lines: list[str] = []
+    elif show_outcomes:
+        lines = outcome_lines(report.scan, report.outcomes)
+    else:  # the plan was shown before the question: only what was done
+        done = (OutcomeKind.KEPT, OutcomeKind.WOULD_REMOVE)
+        lines = outcome_lines(report.scan, [o for o in report.outcomes if o.outcome not in done])
     return [*lines, advice.clean_counts(report), *advice.clean_steps(report)]
 
 

@@ -1,9 +1,9 @@
 """Human output of `scan` and `clean` in a terminal: Rich tables that read well at 80 columns.
 
-One row per artifact: the lock's path (broken only after a "/") with its reason wrapped beneath
-it, then kind, age, holder and verdict. Every file name goes through `display_path` and into a
-`Text` (never markup), so a name holding `[bold]` prints literally and an ANSI escape never
-reaches the terminal. Pipes and log files get `plain` lines instead.
+One row per artifact: the lock's path (broken only after a "/"), kind, age, holder and verdict,
+and its reason beneath them across the whole width. Every file name goes through
+`display_path` and into a `Text` (never markup), so a name holding `[bold]` prints literally
+and an ANSI escape never reaches the terminal. Pipes and log files get `plain` lines instead.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
@@ -37,28 +37,36 @@ OUTCOME_STYLE = {
 }
 _HOLDER_MAX = 22  # a long holder list wraps at its spaces
 _MIN_LOCK_WIDTH = 24
+_GAP = 2  # blanks between two columns
 
 
 def _table(
     console: Console, headers: Sequence[str], rows: Sequence[tuple[str, str, Sequence[Text]]],
     title: str | None = None,
 ) -> Table:  # fmt: skip
-    """`rows` are (path, reason, other cells). The first column gets what the others leave."""
+    """`rows` are (path, reason, other cells). Each row is the path and its cells on a grid
+    of fixed widths (the path gets what the others leave), with the reason beneath it across
+    the whole width: a reason wrapped inside the first column took 37 lines for 4 locks."""
     widths = [len(h) for h in headers[1:]]
     for _, _, cells in rows:
         widths = [max(w, min(c.cell_len, _HOLDER_MAX)) for w, c in zip(widths, cells, strict=True)]
-    # Between two columns: one pad, the (blank) separator, one pad; no pad at the edges.
-    lock_width = max(_MIN_LOCK_WIDTH, console.width - sum(widths) - 3 * len(widths))
+    lock_width = max(_MIN_LOCK_WIDTH, console.width - sum(widths) - _GAP * len(widths))
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
-                  show_lines=True, pad_edge=False, expand=False)  # fmt: skip
-    table.add_column(headers[0], min_width=lock_width, max_width=lock_width, overflow="fold")
-    for header, width in zip(headers[1:], widths, strict=True):
-        table.add_column(header, overflow="fold", min_width=width, max_width=width)
+                  show_lines=True, pad_edge=False, padding=0, expand=False)  # fmt: skip
+    table.add_column(_grid(lock_width, widths, [Text(h, style="bold") for h in headers]))
     for path, reason, cells in rows:
-        lock = Text(wrap_path(path, lock_width))
-        lock.append("\n" + reason, style="dim")
-        table.add_row(lock, *cells)
+        line = _grid(lock_width, widths, [Text(wrap_path(path, lock_width)), *cells])
+        table.add_row(Group(line, Text(reason, style="dim")))
     return table
+
+
+def _grid(lock_width: int, widths: Sequence[int], cells: Sequence[Text]) -> Table:
+    grid = Table.grid(padding=(0, _GAP, 0, 0), pad_edge=False)
+    grid.add_column(min_width=lock_width, max_width=lock_width, overflow="fold")
+    for width in widths:
+        grid.add_column(min_width=width, max_width=width, overflow="fold")
+    grid.add_row(*cells)
+    return grid
 
 
 def _lock_cells(fields: Fields) -> tuple[str, str, list[Text]]:
@@ -114,8 +122,16 @@ def render_outcomes(console: Console, report: ScanReport, outcomes: Sequence[Out
 
 def render_clean(console: Console, report: CleanReport, *, quiet: bool = False,
                  show_outcomes: bool = True) -> None:  # fmt: skip
+    """`show_outcomes=False`: the plan was shown before the question; only what was done."""
     if report.outcomes and show_outcomes and not quiet:
         render_outcomes(console, report.scan, report.outcomes)
+    elif not quiet:
+        roots = _roots(report.scan)
+        for o in report.outcomes:
+            if o.outcome not in (OutcomeKind.KEPT, OutcomeKind.WOULD_REMOVE):
+                path = display_path(relative_to_root(o.path, roots.get(o.path, "")))
+                console.print(Text(f"{o.outcome.value}: {path}",
+                                   style=OUTCOME_STYLE[o.outcome.value]))  # fmt: skip
     console.print(Text(advice.clean_counts(report), style="bold"))
     for step in advice.clean_steps(report):
         console.print(Text(step))
