@@ -210,6 +210,34 @@ def test_a_missing_driver_is_one_line_naming_the_extra(tmp_path: Path) -> None:
     assert result.returncode == 1
 
 
+def test_a_dry_run_fails_where_the_copy_would(tmp_path: Path) -> None:
+    """The dry run reaches the target as the copy does: a path that is a directory, or one in
+    a directory that does not exist, is refused by both, and the dry run creates nothing."""
+    journal = tmp_path / "j.log"
+    subprocess.run([PYTHON, "-m", "journal_doctor.demo.worker", str(journal), "--trials", "2"],
+                   check=True, capture_output=True)  # fmt: skip
+    (tmp_path / "a-directory").mkdir()
+    refused = {
+        f"sqlite:///{tmp_path}/a-directory": "a directory, not a database file",
+        f"sqlite:///{tmp_path}/missing/study.db": "is not a writable directory",
+    }
+    for url, why in refused.items():
+        for mode in ("--dry-run", "--force"):
+            result = subprocess.run([PYTHON, "-m", "journal_doctor", "migrate", mode,
+                                     str(journal), url], capture_output=True, text=True,
+                                    check=False)  # fmt: skip
+            assert result.returncode == 1, (mode, url, result.stdout)
+            (line,) = result.stderr.strip().splitlines()
+            assert why in line
+            assert "Would copy" not in result.stdout
+    fine = subprocess.run([PYTHON, "-m", "journal_doctor", "migrate", "--dry-run", str(journal),
+                           f"sqlite:///{tmp_path}/new.db"], capture_output=True, text=True,
+                          check=False)  # fmt: skip
+    assert fine.returncode == 0, fine.stderr
+    assert "Would copy study" in fine.stdout
+    assert not (tmp_path / "new.db").exists()
+
+
 def test_numbers_compare_as_numbers() -> None:
     assert same(-0.0, 0.0)
     assert same(float("nan"), float("nan"))
@@ -355,6 +383,22 @@ def test_migrate_in_a_terminal_asks_then_shows_its_progress(tmp_path: Path) -> N
     assert "copying trials" in screen.output
     assert "Verified: both sides load and every trial matches" in screen.output
     assert len(optuna.load_study(study_name="long", storage=url).trials) == 3 * rdb_batch.BATCH
+
+
+def test_a_dry_run_with_bad_credentials_fails_as_the_copy_would(
+    tmp_path: Path, postgres: str
+) -> None:
+    journal = tmp_path / "j.log"
+    subprocess.run([PYTHON, "-m", "journal_doctor.demo.worker", str(journal), "--trials", "2"],
+                   check=True, capture_output=True)  # fmt: skip
+    wrong = postgres.replace("postgres@", "no_such_user@", 1)
+    result = subprocess.run([PYTHON, "-m", "journal_doctor", "migrate", "--dry-run",
+                             str(journal), wrong], capture_output=True, text=True,
+                            check=False)  # fmt: skip
+    assert result.returncode == 1, result.stdout
+    (line,) = result.stderr.strip().splitlines()
+    assert "cannot use it" in line
+    assert "no_such_user" in line
 
 
 def test_a_copy_cut_short_says_what_the_target_keeps(tmp_path: Path, postgres: str) -> None:

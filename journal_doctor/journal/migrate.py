@@ -27,6 +27,7 @@ from .in_use import refuse_if_in_use
 from .optuna_api import file_backend_class, journal_storage_class
 
 Progress = Callable[[int, int], None]  # (trials copied, trials in all)
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 DRIVERS = {  # URL scheme prefix -> (module, the extra that installs it)
     "postgresql+psycopg2": ("psycopg2", "postgres"),
     "postgresql+psycopg": ("psycopg", "postgres"),
@@ -85,7 +86,7 @@ def target_storage(url: str, *, create: bool = True) -> Any:
     _check_driver(url)
     import optuna
 
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if url.startswith(REDIS_SCHEMES):
         from optuna.storages.journal import JournalRedisBackend
 
         return optuna.storages.JournalStorage(JournalRedisBackend(url))
@@ -97,19 +98,49 @@ def _source(journal: str) -> Any:
 
 
 def _target_names(url: str, dry_run: bool) -> set[str]:
-    """Study names already in the target. A dry run creates nothing there (no tables, no
-    SQLite file)."""
-    if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///") :]):
-        return set()
+    """Study names already in the target, read as the copy would reach it: an unreachable
+    server, bad credentials or a path that cannot be a database fail the dry run as they fail
+    the copy. A dry run creates nothing there (no tables, no SQLite file)."""
+    if url.startswith("sqlite:///") and not _sqlite_usable(url[len("sqlite:///") :]):
+        return set()  # not made yet: the copy makes it
     try:
+        if dry_run and not url.startswith(REDIS_SCHEMES) and not _has_optuna_tables(url):
+            return set()  # reachable, and empty of Optuna: the copy creates its tables
         target = target_storage(url, create=not dry_run)
         return {s.study_name for s in target.get_all_studies()}
     except DoctorError:
         raise
-    except Exception as err:  # a dry run on a database without Optuna's tables yet
-        if dry_run:
-            return set()
+    except Exception as err:
         raise DoctorError(f"{url}: cannot use it: {type(err).__name__}: {err}") from None
+
+
+def _sqlite_usable(path: str) -> bool:
+    """True when the database file exists; False when the copy may create it. Raises where
+    it could not: a directory at that path, or a directory the file cannot be made in."""
+    if os.path.isdir(path):
+        raise DoctorError(f"sqlite:///{path}: a directory, not a database file; give a file path")
+    if os.path.exists(path):
+        return True
+    parent = os.path.dirname(path) or "."
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise DoctorError(
+            f"sqlite:///{path}: cannot create the database there ({parent} is not a writable"
+            " directory); give a path in one"
+        )
+    return False
+
+
+def _has_optuna_tables(url: str) -> bool:
+    """Connects (so credentials and reachability are proven) and looks for Optuna's tables."""
+    _check_driver(url)
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return bool(sqlalchemy.inspect(connection).has_table("studies"))
+    finally:
+        engine.dispose()
 
 
 def migrate(
