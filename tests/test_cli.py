@@ -347,3 +347,15 @@ def test_watch_says_at_once_what_it_watches_and_ends_on_ctrl_c(tmp_path: Path) -
     )
     watch.send_signal(signal.SIGINT)
     assert watch.wait(timeout=30) == 0
+
+
+def test_json_keys_are_present_only_with_what_was_collected(tmp_path: Path) -> None:
+    journal, _ = journal_with_a_running_trial(tmp_path)
+    with journal.open("ab") as f:
+        f.write(b'{"op_code":5,"worker')  # a torn tail: repair has something to plan
+    checked = json.loads(run_doctor("check", "--json", str(journal)).stdout)["journals"][0]
+    assert len(checked["open_trials"]) == 1  # collected: the trial is listed
+    planned = json.loads(run_doctor("repair", "--dry-run", "--json", str(journal)).stdout)
+    (plan,) = planned["journals"]
+    assert plan["before"]["trials_by_state"]["RUNNING"] == 1
+    assert "open_trials" not in plan["before"]  # not collected there: absent, not []

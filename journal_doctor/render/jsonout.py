@@ -145,8 +145,10 @@ def dumps(document: dict[str, Any]) -> str:
     return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()
 
 
-def health_json(health: JournalHealth) -> dict[str, Any]:
-    return {
+def health_json(health: JournalHealth, *, open_trials: bool = True) -> dict[str, Any]:
+    """`open_trials=False` where they were not collected (repair's before and after): the
+    key is left out rather than an empty list a script would read as "none open"."""
+    document = {
         "path": json_path(health.path),
         "healthy": health.healthy,
         "prognosis": health.prognosis.value,
@@ -171,8 +173,10 @@ def health_json(health: JournalHealth) -> dict[str, Any]:
             }
             for d in health.damage
         ],
-        "open_trials": [open_trial_json(t) for t in health.open_trials],
     }
+    if open_trials:
+        document["open_trials"] = [open_trial_json(t) for t in health.open_trials]
+    return document
 
 
 def open_trial_json(trial: OpenTrial) -> dict[str, Any]:
@@ -201,7 +205,7 @@ def repair_json(reports: list[RepairReport]) -> dict[str, Any]:
             {
                 "path": json_path(r.journal),
                 "performed": r.performed,
-                "before": health_json(r.before),
+                "before": health_json(r.before, open_trials=False),
                 "plan": [
                     {
                         "line": f.damage.line,
@@ -211,7 +215,7 @@ def repair_json(reports: list[RepairReport]) -> dict[str, Any]:
                     }
                     for f in r.plan
                 ],
-                "after": None if r.after is None else health_json(r.after),
+                "after": None if r.after is None else health_json(r.after, open_trials=False),
                 "backup": None if r.backup is None else json_path(r.backup),
                 "quarantine": None if r.quarantine is None else json_path(r.quarantine),
                 "verified": r.verified,
