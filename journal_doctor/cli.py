@@ -128,8 +128,17 @@ def for_people() -> bool:
 
 
 def say(message: str) -> None:
-    """One line on stderr, file names escaped, no Rich needed."""
-    sys.stderr.write(f"journal-doctor: {display_path(message)}\n")
+    """One line on stderr, file names escaped, no Rich needed: one line in a log; in a
+    terminal, wrapped at its width between words (a path is never broken)."""
+    text = f"journal-doctor: {display_path(message)}"
+    if sys.stderr.isatty():
+        import shutil
+        import textwrap
+
+        width = shutil.get_terminal_size().columns
+        text = textwrap.fill(text, width, subsequent_indent="  ", break_long_words=False,
+                             break_on_hyphens=False)  # fmt: skip
+    sys.stderr.write(text + "\n")
     sys.stderr.flush()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -253,6 +254,7 @@ def journal_with_a_running_trial(tmp_path: Path) -> tuple[Path, str]:
     import optuna
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
+    tmp_path.mkdir(exist_ok=True)
     journal = tmp_path / "j.log"
     storage = JournalStorage(JournalFileBackend(str(journal)))
     optuna.create_study(study_name="s", storage=storage).ask()
@@ -359,3 +361,32 @@ def test_json_keys_are_present_only_with_what_was_collected(tmp_path: Path) -> N
     (plan,) = planned["journals"]
     assert plan["before"]["trials_by_state"]["RUNNING"] == 1
     assert "open_trials" not in plan["before"]  # not collected there: absent, not []
+
+
+def test_every_command_fits_a_real_80_column_terminal(tmp_path: Path) -> None:
+    """Each command as a new user runs it, in a pty of 80x50: no line wider than the terminal,
+    and at most 5 lines per lock in scan."""
+    root = tree(tmp_path / "runs")
+    healthy, _ = journal_with_a_running_trial(tmp_path / "healthy")
+    journal, _ = journal_with_a_running_trial(tmp_path)
+    with journal.open("ab") as f:
+        f.write(b'{"op_code":5,"worker')
+    runs = {
+        "scan": ("scan", str(root)),
+        "clean": ("clean", "--dry-run", str(root)),
+        "check": ("check", str(journal)),
+        "trials": ("trials", str(journal)),
+        "repair": ("repair", "--dry-run", str(journal)),
+        "migrate": ("migrate", "--dry-run", str(journal), f"sqlite:///{tmp_path}/new.db"),
+        "migrate-healthy": ("migrate", "--dry-run", str(healthy), f"sqlite:///{tmp_path}/n.db"),
+    }
+    for name, args in runs.items():
+        screen = in_terminal(*args, columns=80)
+        assert "Traceback" not in screen.output, screen.output
+        wide = [line for line in screen.output.splitlines() if len(line) > 80]
+        assert not wide, (name, wide)
+        if name == "scan":
+            rows = screen.output.split("─" * 80, 1)[1].split("4 lock(s)")[0]
+            blocks = [b for b in re.split(r"\n\s*\n", rows) if b.strip()]  # rows: blank lines
+            assert len(blocks) == 5, blocks
+            assert all(len(b.strip("\n").splitlines()) <= 5 for b in blocks), blocks

@@ -155,7 +155,7 @@ def migrate(
     started = time.monotonic()
     health = check_journal(journal)
     if not health.healthy:
-        raise Refused(f"{journal}: damaged ({health.summary}) Run `journal-doctor repair` first.")
+        raise Refused(f"{journal}: damaged, so nothing was copied: {health.summary}")
     refuse_if_in_use(journal, os.stat(journal), "migrate")
     import optuna
 
