@@ -271,11 +271,11 @@ def test_check_and_trials_in_pipes_print_whole_logfmt_lines(tmp_path: Path) -> N
     assert "trials=RUNNING:1" in line
     listed = run_doctor("trials", str(journal))
     assert listed.returncode == 1
-    trial, step = listed.stdout.splitlines()
+    trial, step, command = listed.stdout.splitlines()
     assert f"worker={worker} " in trial  # the whole id, nothing cut
     assert "state=RUNNING" in trial
     assert step.startswith("1 trial(s) RUNNING. If no worker runs them any more,")
-    assert f"`journal-doctor trials --retry {journal}`" in step
+    assert command == f"  journal-doctor trials --retry {journal}"
     for output in (checked.stdout, listed.stdout):
         assert not any(c in output for c in "┏━│─╭"), output  # no box drawing in a pipe
 

@@ -170,7 +170,8 @@ def trials_steps(report: TrialsReport) -> list[str]:
     running = sum(t.state == "RUNNING" for t in open_trials)
     if not running:
         return []
-    return [
-        f"{running} trial(s) RUNNING. If no worker runs them any more, `journal-doctor trials"
-        f" --retry {shlex.quote(journal)}` fails them and runs them again."
+    return [  # the command on a line of its own: copied whole, never wrapped
+        f"{running} trial(s) RUNNING. If no worker runs them any more, this fails them and"
+        " runs them again:",
+        f"  journal-doctor trials --retry {shlex.quote(journal)}",
     ]

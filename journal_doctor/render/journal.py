@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -89,18 +90,25 @@ def short_worker(worker_id: str | None) -> str:
     return f"{prefix[:8]}…-{thread[-4:]}" if prefix else worker_id
 
 
+def _started(datetime_start: str | None) -> str:
+    """`2026-11-28 07:13`: to the minute, which fits 80 columns (JSON has the whole time)."""
+    return (datetime_start or "-")[:16].replace("T", " ")
+
+
 def render_trials(console: Console, report: TrialsReport) -> None:
     """What was done first, then what is still open, then the next step."""
     for line in advice.trial_actions(report):
         console.print(Text(line))
     if report.health.open_trials:
         now = time.time()
-        table = Table(title=display_path(report.journal), title_justify="left")
+        table = Table(title=display_path(report.journal), title_justify="left",
+                      box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)  # fmt: skip
+        # Ids, times and numbers never break; the study name and the note wrap.
         for header in ("study", "number", "state", "worker", "started", "age", "note"):
-            table.add_column(header, overflow="fold")
+            table.add_column(header, overflow="fold", no_wrap=header not in ("study", "note"))
         for t in report.health.open_trials:
             table.add_row(Text(display_path(t.study_name)), str(t.number), t.state,
-                          Text(short_worker(t.worker_id)), Text((t.datetime_start or "-")[:19]),
+                          Text(short_worker(t.worker_id)), Text(_started(t.datetime_start)),
                           advice.trial_age(t, now), advice.trial_note(t))  # fmt: skip
         console.print(table)
     for step in advice.trials_steps(report):
