@@ -275,6 +275,17 @@ class Screen:
     returncode: int
 
 
+def _terminal_session() -> None:
+    """In the child: the pty becomes its controlling terminal (so a typed Ctrl-C is a SIGINT
+    from the terminal), and SIGINT has its default action: a shell starts background jobs with
+    it ignored, and Python keeps an ignored SIGINT ignored."""
+    import fcntl
+    import termios
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 def in_terminal(
     *args: str, columns: int = 80, keys: bytes | None = None, prompt: str = "[y/N]"
 ) -> Screen:
@@ -294,7 +305,7 @@ def in_terminal(
         start_new_session=True,
         # A shell starts background jobs with SIGINT ignored, and Python keeps an ignored
         # SIGINT ignored: give the child the terminal's default, as a user's shell does.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=_terminal_session,
     )  # fmt: skip
     os.close(slave)
     # Ctrl-C must reach the process as a terminal's SIGINT: make the pty its controlling tty.
@@ -311,14 +322,18 @@ def in_terminal(
                 break
             output += data
             if keys is not None and prompt.encode() in output:
-                if keys == b"\x03":
-                    proc.send_signal(signal.SIGINT)
-                else:
-                    os.write(master, keys)
+                os.write(master, keys)  # b"\x03": the terminal sends SIGINT, as a user's does
                 keys = None
         elif proc.poll() is not None:
             break
-    proc.wait(timeout=30)
+    # A session leader that closed its end may still be leaving the kernel; it has been seen
+    # there for over 30 s while nothing read the master: go on reading until it is gone.
+    gone = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < gone:
+        if select.select([master], [], [], 0.1)[0]:
+            with contextlib.suppress(OSError):
+                output += os.read(master, 65536)
+    proc.wait(timeout=1)
     os.close(master)
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.decode(errors="replace"))  # colours
     return Screen(text.replace("\r\n", "\n"), proc.returncode)
