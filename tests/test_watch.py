@@ -79,7 +79,7 @@ def test_watch_never_removes_a_live_lock_under_load(tmp_path: Path) -> None:
     workers = Workers()
     try:
         procs = [workers.start(journal, trials=150) for _ in range(3)]
-        # A pass every 50 ms; --min-age 1, far above a hold (milliseconds), as the README says
+        # A pass every 50 ms; --min-age 1, far above a hold (milliseconds), as docs/watch.md says
         # to keep it: --min-age 0 would leave unprotected the microseconds in which a plain
         # holder has made its lock but not yet opened the journal (it holds no file then).
         watcher = start_watch("--interval", "0.05", "--min-age", "1", str(tmp_path))

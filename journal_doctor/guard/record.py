@@ -1,5 +1,6 @@
 """The holder record: who holds a guarded lock (or runs a trial), in a form other hosts and
-other tools read. The format is documented in the README ("The holder record") and versioned.
+other tools read. The format is documented in docs/guarded-storage.md ("The holder record")
+and versioned.
 
 Where it lives:
 - an open (O_EXCL) lock: inside the lock file itself, so it can only describe that very file;

@@ -5,7 +5,7 @@ guarded storage on a temporary journal with the suite's own keyword arguments.
 
 Loaded with `-p plugin` before the suite's modules import `optuna.testing.storages`, so the
 lists they parametrize over are already ours. Excluded tests are listed with their reasons in
-EXCLUDED (the README prints the same list).
+EXCLUDED (docs/guarded-storage.md prints the same list).
 """
 
 from __future__ import annotations
