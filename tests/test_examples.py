@@ -1,0 +1,104 @@
+"""The console examples in the docs are real runs: each is made again here from the same crash
+state and compared word for word, with ages, pids and process names normalised. A pid's width
+moves a word between a cell's lines, so the words are compared as a multiset, and the rows in
+order."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers import PYTHON, in_terminal, poll
+
+pytestmark = pytest.mark.slow
+DOCS = Path(__file__).parent.parent / "docs"
+STUDIES = ("study-a", "study-b", "study-c", "study-d")
+OP = b'{"op_code":0,"worker_id":"w-1","study_name":"s","directions":[0]}\n'
+
+
+def example(page: str, command: str) -> str:
+    """The output shown under `$ command` in a docs page, up to the next prompt or fence."""
+    text = (DOCS / page).read_text()
+    after = text.split(f"$ {command}\n", 1)[1]
+    return re.split(r"\n(?:\$ |```)", after, maxsplit=1)[0]
+
+
+def words(output: str) -> list[str]:
+    output = re.sub(r"\b\d+(?:\.\d+)?s\b", "<age>", output)
+    output = re.sub(r"\b\d{2,7}\b", "<pid>", output)
+    output = re.sub(r"\bpython3?\b", "<python>", output)
+    return output.split()
+
+
+def studies(output: str) -> list[str]:
+    return [line.split()[0] for line in output.splitlines() if line.startswith("study-")]
+
+
+@pytest.fixture
+def crash_states(tmp_path: Path) -> Iterator[Path]:
+    """The four studies of the scan example: two SIGKILLed holders' locks (symlink and file),
+    a dangling symlink lock (the journal given as runs/journal.log), and a holder frozen with
+    SIGSTOP in the middle of a write."""
+    runs = tmp_path / "runs"
+    for name in STUDIES:
+        (runs / name).mkdir(parents=True)
+        (runs / name / "journal.log").write_bytes(OP)
+    os.symlink("journal.log", runs / "study-a" / "journal.log.lock")
+    (runs / "study-b" / "journal.log.lock").touch()
+    os.symlink("runs/journal.log", runs / "study-c" / "journal.log.lock")
+    os.symlink("journal.log", runs / "study-d" / "journal.log.lock")
+    then = time.time() - 7.2
+    for lock in (runs / name / "journal.log.lock" for name in STUDIES):  # glob skips a dangling one
+        os.utime(lock, (then, then), follow_symlinks=False)
+    holder = "import os, sys; f = open(sys.argv[1], 'ab'); os.kill(os.getpid(), 19)"
+    frozen = subprocess.Popen([PYTHON, "-c", holder, str(runs / "study-d" / "journal.log")])
+    assert poll(lambda: _state(frozen.pid) == "T", 10)
+    try:
+        yield tmp_path
+    finally:
+        frozen.kill()
+        os.kill(frozen.pid, signal.SIGCONT)
+        frozen.wait()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
+
+
+def test_the_scan_example_is_what_scan_prints(
+    crash_states: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(crash_states)
+    screen = in_terminal("scan", "runs", columns=80)
+    shown = example("commands.md", "journal-doctor scan runs")
+    assert sorted(words(screen.output)) == sorted(words(shown)), screen.output
+    assert studies(screen.output) == studies(shown)  # the same rows, in the same order
+
+
+def run(*args: str, cwd: Path) -> str:
+    """What a terminal shows of a run whose stdin and stdout are not terminals: stderr (the
+    refusal comes first), then stdout."""
+    done = subprocess.run([PYTHON, "-m", "journal_doctor", *args], cwd=cwd, text=True,
+                          stdin=subprocess.DEVNULL, capture_output=True)  # fmt: skip
+    return done.stderr + done.stdout + f"$ echo $?\n{done.returncode}\n"
+
+
+def test_the_clean_examples_are_what_clean_prints(crash_states: Path) -> None:
+    refused = run("clean", "runs", cwd=crash_states)
+    shown = example("commands.md", "journal-doctor clean runs < /dev/null")
+    assert sorted(words(refused)) == sorted(words(shown + "\n$ echo $?\n1\n")), refused
+    forced = run("clean", "--force", "runs", cwd=crash_states)
+    cut = "\n".join(line[:100] for line in forced.splitlines()) + "\n"
+    shown = example("commands.md", "journal-doctor clean --force runs | cut -c1-100")
+    shown += "\n$ echo $?\n" + example("commands.md", "echo $?")
+    assert sorted(words(cut)) == sorted(words(shown)), cut
