@@ -124,7 +124,11 @@ def err_console() -> Console:
 
 def for_people() -> bool:
     """A terminal gets Rich tables; a pipe or a log file gets plain lines (`render.plain`)."""
-    return sys.stdout.isatty() or out().is_terminal
+    import os
+
+    # Rich's own overrides, read here so that a pipe never imports Rich to learn it is a pipe.
+    forced = os.environ.get("FORCE_COLOR") or os.environ.get("TTY_COMPATIBLE") == "1"
+    return sys.stdout.isatty() or bool(forced)
 
 
 def say(message: str) -> None:

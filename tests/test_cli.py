@@ -390,3 +390,15 @@ def test_every_command_fits_a_real_80_column_terminal(tmp_path: Path) -> None:
             blocks = [b for b in re.split(r"\n\s*\n", rows) if b.strip()]  # rows: blank lines
             assert len(blocks) == 5, blocks
             assert all(len(b.strip("\n").splitlines()) <= 5 for b in blocks), blocks
+
+
+def test_pipes_and_json_never_import_rich(tmp_path: Path) -> None:
+    """Rich costs start-up time: only a terminal (or Rich's FORCE_COLOR) pays for it."""
+    tree(tmp_path)
+    for args in (("scan",), ("scan", "--json"), ("clean", "--dry-run"), ("check",)):
+        target = str(tmp_path / "study-a" / "journal.log") if args == ("check",) else str(tmp_path)
+        done = subprocess.run([PYTHON, "-X", "importtime", "-m", "journal_doctor", *args, target],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
+        assert "rich" not in imported, args
+        assert done.stdout, args
