@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .actions.repair import RepairReport, repair
+    from .actions.trials import TrialsReport, fail_trials, list_trials
     from .errors import DoctorError, NotAJournal, Refused, UsageError
     from .guard.lock import LockTimeout
     from .guard.storage import storage
     from .journal.check import JournalHealth, check_journal
-    from .journal.repair import RepairReport, repair
-    from .journal.trials import TrialsReport, fail_trials, list_trials
     from .locks.clean import clean
     from .locks.scan import scan
     from .model import (
@@ -43,11 +43,11 @@ _WHERE = {
     "scan": "locks.scan",
     "check_journal": "journal.check",
     "JournalHealth": "journal.check",
-    "repair": "journal.repair",
-    "RepairReport": "journal.repair",
-    "list_trials": "journal.trials",
-    "fail_trials": "journal.trials",
-    "TrialsReport": "journal.trials",
+    "repair": "actions.repair",
+    "RepairReport": "actions.repair",
+    "list_trials": "actions.trials",
+    "fail_trials": "actions.trials",
+    "TrialsReport": "actions.trials",
     "storage": "guard.storage",
     "LockTimeout": "guard.lock",
     **{name: "errors" for name in ("DoctorError", "NotAJournal", "Refused", "UsageError")},

@@ -25,8 +25,8 @@ from .render.text import display_path
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from .actions.trials import TrialsReport
     from .journal.replay import OpenTrial
-    from .journal.trials import TrialsReport
     from .locks.scan import ProgressEvent
 
 # Help epilogs: click indents them by 2, so every line here stays within 78 columns.
@@ -589,8 +589,8 @@ def repair(
     JOURNAL.quarantine, checks that Optuna loads the result, then renames it over the journal.
     Exit 0 when every journal is healthy afterwards.
     """
-    from .journal.repair import RepairRefused, RepairReport
-    from .journal.repair import repair as repair_core
+    from .actions.repair import RepairRefused, RepairReport
+    from .actions.repair import repair as repair_core
     from .render.journal import render_repair
 
     for journal in journals:
@@ -669,7 +669,7 @@ def trials(
     trial are written in the journal's own dialect (naive datetimes where its writers wrote
     naive ones), so Optuna 3.6 to the newest read them. Exit 1 while RUNNING trials remain.
     """
-    from .journal.trials import fail_trials, list_trials
+    from .actions.trials import fail_trials, list_trials
 
     if fail_running and retry:
         raise UsageError("--fail and --retry are one choice: --retry fails the trials too")
@@ -739,7 +739,7 @@ def migrate(
     the first difference. A copy cut short keeps what was committed and says how far it got
     and the `optuna delete-study` command that removes it before a second try.
     """
-    from .journal.migrate import migrate as migrate_core
+    from .actions.migrate import migrate as migrate_core
 
     journal_or_fail(journal)
     if dry_run or not force:
@@ -860,12 +860,16 @@ def exit_code(error: BaseException) -> tuple[int, str | None]:
 
 
 def _usage_error() -> type[Exception]:
-    """Click's base of usage errors (typer >= 0.2x vendors click as `typer._click`)."""
+    """Click's base of usage errors (typer >= 0.2x vendors click as `typer._click`; older
+    typers use click itself, which may or may not be installed beside a newer one)."""
+    import importlib
+
     try:
-        from typer._click.exceptions import ClickException
+        module = importlib.import_module("typer._click.exceptions")
     except ImportError:
-        from click.exceptions import ClickException  # type: ignore[import-not-found, no-redef]
-    return ClickException
+        module = importlib.import_module("click.exceptions")
+    found: type[Exception] = module.ClickException
+    return found
 
 
 def _close_matches_only(error: Exception) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
-    from .guard.record import HolderRecord, RecordJudgement
+    from .protocol.record import HolderRecord, RecordJudgement
 
 
 class LockKind(str, enum.Enum):

@@ -94,7 +94,7 @@ def _pass(
 
 def _fail_stale_trials(root: str) -> Iterator[WatchEvent]:
     """RUNNING trials whose guarded worker's heartbeat proves it dead: FAIL, nothing else."""
-    from .journal.trials import TrialAction, fail_proven
+    from .actions.trials import TrialAction, fail_proven
 
     for journal in guarded_journals(root):
         try:
@@ -111,7 +111,7 @@ def _fail_stale_trials(root: str) -> Iterator[WatchEvent]:
 
 def guarded_journals(root: str) -> Iterator[str]:
     """Journals of guarded workers under `root`: those with a `<journal>.heartbeats` folder."""
-    from .guard.record import HEARTBEATS_SUFFIX
+    from .protocol.record import HEARTBEATS_SUFFIX
 
     if not os.path.isdir(root):
         if os.path.isdir(root + HEARTBEATS_SUFFIX):

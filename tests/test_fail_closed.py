@@ -234,7 +234,7 @@ def other_hosts_stale_looking_lock(directory: Path, grace: float) -> Path:
     pid namespace: a container), its heartbeat (the journal's mtime) a minute old: stale by its
     timestamps."""
     from journal_doctor.guard.lock import GuardedLock
-    from journal_doctor.guard.record import RECORD_SLOT, parse, record_path
+    from journal_doctor.protocol.record import RECORD_SLOT, parse, record_path
 
     journal = directory / "j.log"
     journal.write_bytes(OP)
@@ -260,9 +260,9 @@ def test_another_hosts_stale_looking_heartbeat_is_watched_before_it_is_believed(
     one behind the server's leaves the heartbeat a few seconds old while the holder beats. A
     stale-looking beat of another host is watched for its grace period: one that moves
     meanwhile (even to a time still in the past) is alive; one that stays still is stale."""
-    from journal_doctor.guard.record import Liveness
     from journal_doctor.locks.discover import LockCandidate
     from journal_doctor.locks.observe import Observer
+    from journal_doctor.protocol.record import Liveness
 
     grace = 1.0
     lock = other_hosts_stale_looking_lock(tmp_path, grace)
@@ -290,7 +290,7 @@ def test_through_sshfs_another_hosts_holder_is_never_judged() -> None:
     """sshfs caches attributes and names for 20 s (a rename carries them to the new name): on
     the two-host bed a waiter there saw a busy holder's lock still for 21 s and broke it. Seen
     through a FUSE network filesystem, another host's holder is unknown, whatever its beat."""
-    from journal_doctor.guard.record import Liveness, judge_record, this_process
+    from journal_doctor.protocol.record import Liveness, judge_record, this_process
 
     elsewhere = this_process(token="t", interval=1.0, grace=1.0)._replace(pid_namespace=1)
     stale = judge_record(elsewhere, time.time() - 60, time.time())

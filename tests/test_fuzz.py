@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalStorage
 
+from journal_doctor.actions.repair import RepairRefused, repair
 from journal_doctor.errors import NotAJournal
 from journal_doctor.journal.check import check_journal
 from journal_doctor.journal.lines import LineReader
 from journal_doctor.journal.ops import classify, is_journal_head
-from journal_doctor.journal.repair import RepairRefused, repair
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 FUZZ = settings(

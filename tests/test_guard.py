@@ -15,9 +15,9 @@ import pytest
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from journal_doctor.guard.lock import GuardedLock, LockTimeout
-from journal_doctor.guard.record import lock_record, parse, record_path
 from journal_doctor.journal.check import check_journal
 from journal_doctor.model import LockKind
+from journal_doctor.protocol.record import lock_record, parse, record_path
 
 from helpers import (
     LOCK_KINDS,
@@ -278,7 +278,7 @@ def test_storage_rejects_a_heartbeat_slower_than_its_grace_period(tmp_path: Path
 def test_a_zombie_holder_is_dead_and_a_live_one_alive() -> None:
     """A SIGKILLed worker whose parent never reaps it (a container's init that does not wait)
     keeps its pid and start time as a zombie: it holds nothing."""
-    from journal_doctor.guard.record import Liveness, judge_record, start_ticks, this_process
+    from journal_doctor.protocol.record import Liveness, judge_record, start_ticks, this_process
 
     child = subprocess.Popen([PYTHON, "-c", "import time; time.sleep(60)"])
     try:

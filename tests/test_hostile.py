@@ -146,7 +146,7 @@ def test_cleaning_a_lock_pointing_outside_the_tree_removes_only_the_link(tmp_pat
 
 
 def test_journal_swapped_for_a_symlink_before_the_rename_is_not_replaced(tmp_path: Path) -> None:
-    import journal_doctor.journal.repair as repair_module
+    import journal_doctor.actions.repair as repair_module
 
     journal = journal_with_lock(tmp_path, b"j.log", torn=True)
     os.unlink(f"{journal}.lock")

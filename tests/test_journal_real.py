@@ -14,7 +14,7 @@ import optuna
 import pytest
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalStorage
 
-import journal_doctor.journal.repair as repair_module
+import journal_doctor.actions.repair as repair_module
 from journal_doctor.journal.check import Problem, Prognosis, check_journal
 
 from helpers import (

@@ -16,11 +16,11 @@ from pathlib import Path
 import optuna
 import pytest
 
+from journal_doctor.actions import migrate as migrate_module
+from journal_doctor.actions import rdb_batch
+from journal_doctor.actions.migrate import migrate as migrate_core
+from journal_doctor.actions.migrate import same, trial_difference, verify
 from journal_doctor.errors import DoctorError
-from journal_doctor.journal import migrate as migrate_module
-from journal_doctor.journal import rdb_batch
-from journal_doctor.journal.migrate import migrate as migrate_core
-from journal_doctor.journal.migrate import same, trial_difference, verify
 
 from helpers import (
     PYTHON,

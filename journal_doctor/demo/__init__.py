@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ..errors import DoctorError
-from ..guard.record import lock_record
 from ..journal.check import JournalHealth, check_journal
 from ..locks.clean import clean
 from ..locks.scan import scan
 from ..model import CleanReport, ScanReport
+from ..protocol.record import lock_record
 
 DEMO_MIN_AGE = 1.0
 

@@ -1,7 +1,7 @@
 """Heartbeats of workers and trials, outside the journal (which must not grow with time).
 
 In `<journal>.heartbeats/`:
-- `<worker>`: a guarded worker's record (`guard.record`), `<worker>` being the uuid that starts
+- `<worker>`: a guarded worker's record (`protocol.record`), `<worker>` being the uuid that starts
   every journal worker id it writes (`<uuid4>-<thread id>`). One thread per process beats it
   every `heartbeat_interval` for as long as the storage lives, and it is beaten again just before
   each CREATE_TRIAL: a worker killed while creating a trial already has a fresh file.
@@ -32,7 +32,7 @@ import weakref
 from ..journal.lines import iter_lines
 from ..journal.ops import RUNNING, classify, sound_op
 from ..journal.replay import Replay
-from .record import (
+from ..protocol.record import (
     HolderRecord,
     Liveness,
     RecordJudgement,
@@ -258,7 +258,7 @@ def judge_trials(journal: str, running: Running) -> dict[int, RecordJudgement]:
     """What the heartbeats prove of each RUNNING trial that has any: its own beat, or else its
     worker's. Trials of workers with no file (plain Optuna workers) are left out. Another
     host's beat that looks stale is believed only once it stayed still for its grace period
-    while watched (`guard.record.watch_deadline`): one wait for all."""
+    while watched (`protocol.record.watch_deadline`): one wait for all."""
     directory = heartbeat_dir(journal)
     try:
         names = set(os.listdir(directory))

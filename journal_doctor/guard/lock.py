@@ -5,7 +5,7 @@ heartbeat while held, and an acquire that breaks a provably dead holder's lock a
   so plain Optuna workers on the same journal exclude it and are excluded by it. The symlink's
   target is the journal's bare file name, resolved beside the lock: it never dangles, whatever
   the working directory or the mount point of each host.
-- The record (`guard.record`) goes inside an open lock, or beside a symlink lock.
+- The record (`protocol.record`) goes inside an open lock, or beside a symlink lock.
 - While held, a thread beats every `heartbeat_interval`: it rewrites the record and touches
   what Optuna's own waiters watch (the journal's mtime for a symlink lock, the lock's for an
   open one), so neither they nor the doctor break a slow but live holder.
@@ -37,7 +37,7 @@ import uuid
 from ..errors import DoctorError
 from ..locks.discover import LockCandidate, lock_path
 from ..model import LockKind, LockReport, OutcomeKind, Thresholds, Verdict
-from .record import (
+from ..protocol.record import (
     RECORD_SLOT,
     HolderRecord,
     Liveness,

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable
 from functools import partial
 
 from ..errors import UsageError, os_error_advice
-from ..guard.record import MAX_RECORD, RECORD_SUFFIX, parse
 from ..model import (
     MIN_AGE,
     SHARED_MIN_AGE,
@@ -35,6 +34,7 @@ from ..model import (
     Thresholds,
     Verdict,
 )
+from ..protocol.record import MAX_RECORD, RECORD_SUFFIX, parse
 from .discover import LockCandidate, doctor_break_name
 from .observe import Observer
 from .scan import PathArg, Progress, as_paths, judge_all, scan, survey_for

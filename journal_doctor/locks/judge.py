@@ -8,7 +8,6 @@ grace period, `--shared-min-age`) decides it. A lock that cannot be read is `unk
 
 from __future__ import annotations
 
-from ..guard.record import HolderRecord, Liveness, RecordJudgement
 from ..model import (
     OTHER_HOSTS,
     Blindness,
@@ -20,6 +19,7 @@ from ..model import (
     Thresholds,
     Verdict,
 )
+from ..protocol.record import HolderRecord, Liveness, RecordJudgement
 from ..words import human_age, limit, processes
 
 DANGLING_NOTE = (

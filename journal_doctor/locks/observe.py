@@ -15,18 +15,6 @@ from functools import cache
 from typing import Any
 
 from ..errors import os_error_advice
-from ..guard.record import (
-    Found,
-    after_watch,
-    caching_filesystem,
-    filesystem_now,
-    judge_record,
-    lock_record,
-    read_record,
-    same_host,
-    sleep_until,
-    watch_deadline,
-)
 from ..journal.probe import probe_journal
 from ..model import (
     OTHER_HOSTS,
@@ -37,6 +25,18 @@ from ..model import (
     LockKind,
     LockObservation,
     Unseen,
+)
+from ..protocol.record import (
+    Found,
+    after_watch,
+    caching_filesystem,
+    filesystem_now,
+    judge_record,
+    lock_record,
+    read_record,
+    same_host,
+    sleep_until,
+    watch_deadline,
 )
 from .discover import LeftoverCandidate, LockCandidate
 from .visibility import Sight
@@ -159,7 +159,7 @@ class Observer:
     def watch_stale(self, observations: Sequence[LockObservation]) -> list[LockObservation]:
         """The observations again, once every other host's heartbeat that looks stale has
         been watched for its grace period (one wait for all): one that moved meanwhile is
-        alive. Timestamps alone may lag a live holder's beats (`guard.record.watch_deadline`)."""
+        alive. Timestamps alone may lag a live holder's beats (`protocol.record.watch_deadline`)."""
         deadlines = {obs.path: self._watch_deadline(obs) for obs in observations}
         due = max(deadlines.values(), default=0.0)
         if not due:

@@ -15,8 +15,8 @@ from ..words import human_age
 from .text import display_path
 
 if TYPE_CHECKING:
+    from ..actions.trials import TrialsReport
     from ..journal.replay import OpenTrial
-    from ..journal.trials import TrialsReport
 
 NOTHING_BLOCKS = "Nothing blocks a resume."
 CONTAINER_NOTE = (

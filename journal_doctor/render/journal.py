@@ -17,9 +17,9 @@ from . import advice
 from .text import display_path
 
 if TYPE_CHECKING:
+    from ..actions.repair import RepairReport
+    from ..actions.trials import TrialsReport
     from ..journal.check import JournalHealth
-    from ..journal.repair import RepairReport
-    from ..journal.trials import TrialsReport
 
 
 def _health_style(healthy: bool) -> str:

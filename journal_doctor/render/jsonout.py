@@ -8,10 +8,10 @@ from ..model import CleanReport, Holder, LeftoverReport, LockReport, Outcome, Sc
 from .text import json_path
 
 if TYPE_CHECKING:  # scan's start-up does not pay for the journal modules
+    from ..actions.repair import RepairReport
+    from ..actions.trials import TrialsReport
     from ..journal.check import JournalHealth
-    from ..journal.repair import RepairReport
     from ..journal.replay import OpenTrial
-    from ..journal.trials import TrialsReport
 SCHEMA = 1
 
 

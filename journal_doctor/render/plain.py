@@ -13,8 +13,8 @@ from .fields import Fields, leftover_fields, lock_fields
 from .text import display_path, relative_to_root
 
 if TYPE_CHECKING:
+    from ..actions.trials import TrialsReport
     from ..journal.check import JournalHealth
-    from ..journal.trials import TrialsReport
 
 Write = Callable[[str], None]
 

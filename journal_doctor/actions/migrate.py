@@ -21,10 +21,10 @@ from itertools import zip_longest
 from typing import Any, NamedTuple
 
 from ..errors import DoctorError, Interrupted, Refused, UsageError
+from ..journal.check import check_journal
+from ..journal.optuna_api import file_backend_class, journal_storage_class
 from . import rdb_batch
-from .check import check_journal
 from .in_use import refuse_if_in_use
-from .optuna_api import file_backend_class, journal_storage_class
 
 Progress = Callable[[int, int], None]  # (trials copied, trials in all)
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")

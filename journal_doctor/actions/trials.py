@@ -17,11 +17,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import Refused
+from ..journal.check import JournalHealth, check_journal
+from ..journal.optuna_api import is_aware
+from ..journal.replay import OpenTrial
 from ..model import LockKind
-from .check import JournalHealth, check_journal
 from .in_use import lock_kind_of
-from .optuna_api import is_aware
-from .replay import OpenTrial
 
 
 class TrialsRefused(Refused):

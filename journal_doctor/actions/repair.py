@@ -29,13 +29,13 @@ from datetime import datetime, timezone
 from typing import BinaryIO, NamedTuple
 
 from ..errors import Refused
+from ..journal.check import Damage, JournalHealth, check_journal, open_journal
+from ..journal.lines import iter_lines
+from ..journal.ops import Problem, classify
+from ..journal.optuna_api import file_backend_class, journal_storage_class, optuna_lock
 from ..locks.discover import lock_path
 from ..model import LockKind
-from .check import Damage, JournalHealth, check_journal, open_journal
 from .in_use import refuse_if_in_use
-from .lines import iter_lines
-from .ops import Problem, classify
-from .optuna_api import file_backend_class, journal_storage_class, optuna_lock
 
 HEARTBEAT_SECONDS = 5.0  # well inside Optuna's 30 s grace period
 
