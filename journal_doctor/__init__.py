@@ -17,8 +17,7 @@ from ._version import __version__
 if TYPE_CHECKING:
     from .actions.repair import RepairReport, repair
     from .actions.trials import TrialsReport, fail_trials, list_trials
-    from .errors import DoctorError, NotAJournal, Refused, UsageError
-    from .guard.lock import LockTimeout
+    from .errors import DoctorError, LockLost, LockTimeout, NotAJournal, Refused, UsageError
     from .guard.storage import storage
     from .journal.check import JournalHealth, check_journal
     from .locks.clean import clean
@@ -49,8 +48,11 @@ _WHERE = {
     "fail_trials": "actions.trials",
     "TrialsReport": "actions.trials",
     "storage": "guard.storage",
-    "LockTimeout": "guard.lock",
-    **{name: "errors" for name in ("DoctorError", "NotAJournal", "Refused", "UsageError")},
+    **{
+        name: "errors"
+        for name in ("DoctorError", "LockLost", "LockTimeout", "NotAJournal", "Refused",
+                     "UsageError")
+    },
     **{
         name: "model"
         for name in (
@@ -77,6 +79,7 @@ __all__ = [
     "JournalReport",
     "LeftoverReport",
     "LockKind",
+    "LockLost",
     "LockReport",
     "LockTimeout",
     "NotAJournal",

@@ -36,6 +36,27 @@ class NotAJournal(UsageError):
     """The path is not an Optuna journal: not a regular file, or not JSON lines of Optuna ops."""
 
 
+class LockTimeout(TimeoutError):
+    """The guarded lock was not acquired within `timeout` seconds. The message names the lock,
+    its holder and what would help; `.path` is the lock, `.waiting_on` who held it and why."""
+
+    def __init__(self, message: str, *, path: str = "", waiting_on: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+        self.waiting_on = waiting_on
+
+
+class LockLost(DoctorError):
+    """The guarded lock was broken while this process held it and wrote under it (its host was
+    cut off or frozen past the grace period): another holder may have written meanwhile.
+    `.path` is the lock, `.journal` the journal to check (`journal-doctor check`)."""
+
+    def __init__(self, message: str, *, path: str, journal: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.journal = journal
+
+
 def os_error_advice(err: OSError, owner: str | None = None) -> str:
     """`Permission denied: run the doctor as alice (its owner) or as root`, and the like."""
     what = err.strerror or str(err)

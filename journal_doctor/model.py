@@ -77,6 +77,8 @@ SERVER_TIMES = (Blindness.NETWORK_FS, Blindness.EXPORTED)
 
 
 class Verdict(str, enum.Enum):
+    """What may be done with a lock or leftover: only `ORPHANED` is ever removed."""
+
     ACTIVE = "active"
     STUCK = "stuck"
     ORPHANED = "orphaned"
@@ -273,6 +275,8 @@ class ScanReport(NamedTuple):
 
 
 class OutcomeKind(str, enum.Enum):
+    """What `clean` did with one artifact (or, in a plan, would do)."""
+
     REMOVED = "removed"
     WOULD_REMOVE = "would-remove"  # --dry-run, declined or refused
     KEPT = "kept"

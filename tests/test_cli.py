@@ -165,10 +165,14 @@ def test_an_unexpected_exception_is_one_line_and_exit_3() -> None:
 
 def test_api_takes_one_path_or_many_and_names_outcomes_as_json_does(tmp_path: Path) -> None:
     import journal_doctor
+    from journal_doctor import _WHERE
 
-    assert "scan" in dir(journal_doctor)
-    assert "clean" in dir(journal_doctor)
-    assert set(journal_doctor.__all__) == set(dir(journal_doctor))
+    # Every lazy name is exported and every export is lazy (or the version), and each one
+    # resolves to an object that says what it is.
+    assert set(journal_doctor.__all__) == {*_WHERE, "__version__"}
+    for name in _WHERE:
+        exported = getattr(journal_doctor, name)
+        assert exported.__doc__, name
     tree(tmp_path)
     assert len(journal_doctor.scan(str(tmp_path)).locks) == 4
     assert len(journal_doctor.scan(tmp_path).locks) == 4
@@ -240,7 +244,7 @@ def test_the_options_table_agrees_with_help() -> None:
 
 def test_a_lost_or_unacquired_lock_is_one_line_and_exit_1_not_a_bug() -> None:
     from journal_doctor.cli import exit_code
-    from journal_doctor.guard.lock import LockLost, LockTimeout
+    from journal_doctor.errors import LockLost, LockTimeout
 
     lost = LockLost("j.log.lock was broken while this process held it", path="j.log.lock",
                     journal="j.log")  # fmt: skip

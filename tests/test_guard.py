@@ -14,7 +14,8 @@ import optuna
 import pytest
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-from journal_doctor.guard.lock import GuardedLock, LockTimeout
+from journal_doctor.errors import LockTimeout
+from journal_doctor.guard.lock import GuardedLock
 from journal_doctor.journal.check import check_journal
 from journal_doctor.model import LockKind
 from journal_doctor.protocol.record import lock_record, parse, record_path

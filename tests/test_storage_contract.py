@@ -21,7 +21,8 @@ import pytest
 
 import journal_doctor
 from journal_doctor.actions.trials import list_trials
-from journal_doctor.guard.lock import GuardedLock, LockTimeout
+from journal_doctor.errors import LockTimeout
+from journal_doctor.guard.lock import GuardedLock
 from journal_doctor.journal.check import check_journal
 from journal_doctor.model import LockKind
 from journal_doctor.protocol.record import filesystem_now, record_path, this_process

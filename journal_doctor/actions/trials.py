@@ -49,6 +49,8 @@ class TrialsReport:
 
 
 def list_trials(journal: str) -> TrialsReport:
+    """The trials a crash left RUNNING or WAITING, each with what the heartbeats prove of it
+    (`OpenTrial.evidence`); nothing is written."""
     health = check_journal(journal, open_trials=True)
     return TrialsReport(journal, replace(health, open_trials=with_heartbeats(journal, health)))
 

@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 
-from ..errors import DoctorError
+from ..errors import LockLost, LockTimeout
 from ..locks.discover import LockCandidate, lock_path
 from ..model import LockKind, LockReport, OutcomeKind, Thresholds, Verdict
 from ..protocol.record import (
@@ -60,27 +60,6 @@ _MAX_BACKOFF = 1.0
 # than this is worth judging; until then a waiter only backs off (as Optuna's own does).
 _JUDGE_AFTER = 0.02
 _REAL_REFUSAL = 20  # EPERM on a free name this many times in a row: a real permission error
-
-
-class LockTimeout(TimeoutError):
-    """The guarded lock was not acquired within `timeout` seconds. The message names the lock,
-    its holder and what would help; `.path` is the lock, `.waiting_on` who held it and why."""
-
-    def __init__(self, message: str, *, path: str = "", waiting_on: str = "") -> None:
-        super().__init__(message)
-        self.path = path
-        self.waiting_on = waiting_on
-
-
-class LockLost(DoctorError):
-    """The guarded lock was broken while this process held it and wrote under it (its host was
-    cut off or frozen past the grace period): another holder may have written meanwhile.
-    `.path` is the lock, `.journal` the journal to check (`journal-doctor check`)."""
-
-    def __init__(self, message: str, *, path: str, journal: str) -> None:
-        super().__init__(message)
-        self.path = path
-        self.journal = journal
 
 
 class GuardedLock:

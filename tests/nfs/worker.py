@@ -28,7 +28,8 @@ import os
 import sys
 import time
 
-from journal_doctor.guard.lock import GuardedLock, LockLost
+from journal_doctor.errors import LockLost
+from journal_doctor.guard.lock import GuardedLock
 from journal_doctor.model import LockKind
 
 KINDS = {"symlink": LockKind.SYMLINK, "open": LockKind.FILE}
