@@ -258,7 +258,7 @@ def test_another_hosts_stale_looking_heartbeat_is_watched_before_it_is_believed(
 ) -> None:
     """An NFSv4.2 client holding a delegation stamps its holder's beats with its own clock:
     one behind the server's leaves the heartbeat a few seconds old while the holder beats. A
-    stale-looking beat of another host is watched for its grace period: one that moves
+    stale-looking beat of another host is watched (here for its 1 s grace period): one that moves
     meanwhile (even to a time still in the past) is alive; one that stays still is stale."""
     from journal_doctor.locks.discover import LockCandidate
     from journal_doctor.locks.observe import Observer

@@ -158,8 +158,8 @@ class Observer:
 
     def watch_stale(self, observations: Sequence[LockObservation]) -> list[LockObservation]:
         """The observations again, once every other host's heartbeat that looks stale has
-        been watched for its grace period (one wait for all): one that moved meanwhile is
-        alive. Timestamps alone may lag a live holder's beats (`protocol.record.watch_deadline`)."""
+        been watched (`protocol.record.watch_seconds`; one wait for all): one that moved
+        meanwhile is alive. Timestamps alone may lag a live holder's beats."""
         deadlines = {obs.path: self._watch_deadline(obs) for obs in observations}
         due = max(deadlines.values(), default=0.0)
         if not due:

@@ -358,15 +358,23 @@ def _through_cache(caching: str, record: HolderRecord) -> str:
 
 def watch_deadline(record: HolderRecord, judged: RecordJudgement, first_look: float) -> float:
     """When (monotonic) a stale-looking heartbeat of another host may be believed: once it has
-    stayed still for the record's grace period while this process watched, on its own clock.
-    0.0 when there is nothing to watch. An age read off timestamps alone is not enough there:
-    an NFSv4.2 client holding a delegation with delegated timestamps (Linux >= 6.x) stamps the
+    stayed still for `watch_seconds(record)` while this process watched, on its own clock. 0.0
+    when there is nothing to watch. An age read off timestamps alone is not enough there: an
+    NFSv4.2 client holding a delegation with delegated timestamps (Linux >= 6.x) stamps the
     holder's beats with its own clock, and one running behind the server's leaves the journal's
-    mtime still, seconds old, until the delegation is recalled (measured on the NFS bed: a live
-    holder's lock broken at 4.5 s with a 4 s grace, its client 5 minutes behind)."""
+    mtime still, seconds old, until another host's look recalls the delegation (measured on the
+    NFS bed: a live holder's lock broken at 4.5 s with a 4 s grace, its client 5 minutes
+    behind; after the look, its next beat showed within a second)."""
     if judged.liveness is not Liveness.STALE or same_host(record):
         return 0.0
-    return first_look + record.grace_period
+    return first_look + watch_seconds(record)
+
+
+def watch_seconds(record: HolderRecord) -> float:
+    """Two of the holder's beats (at least 1 s), within its grace period: our first look
+    recalls a delegation, and a live holder's next beat then shows. The timestamps must say
+    stale as well, so a holder silent for its grace period stays dead however short this is."""
+    return min(record.grace_period, max(2 * record.heartbeat_interval, 1.0))
 
 
 def after_watch(
@@ -378,7 +386,7 @@ def after_watch(
         return RecordJudgement(Liveness.BEATING, judged.heartbeat_age,
                                "its heartbeat moved while watched (its timestamps lag: a"
                                " delegation, a cache or a clock)")  # fmt: skip
-    watched = f"unchanged while watched for {record.grace_period:g}s"
+    watched = f"unchanged while watched for {watch_seconds(record):g}s"
     return judged._replace(why=f"{judged.why}, {watched}")
 
 
