@@ -348,9 +348,11 @@ def test_watch_says_at_once_what_it_watches_and_ends_on_ctrl_c(tmp_path: Path) -
                              text=True)  # fmt: skip
     assert watch.stderr is not None
     first = watch.stderr.readline()
-    assert (
-        first == f"journal-doctor: watching {tmp_path} every 60s: one line per event; Ctrl-C ends\n"
-    )
+    if not first.startswith("journal-doctor: watching"):
+        watch.kill()
+        raise AssertionError(first + watch.stderr.read())
+    expected = f"journal-doctor: watching {tmp_path} every 60s: one line per event; Ctrl-C ends"
+    assert first == expected + "\n"
     watch.send_signal(signal.SIGINT)
     assert watch.wait(timeout=30) == 0
 
