@@ -102,3 +102,43 @@ def test_the_clean_examples_are_what_clean_prints(crash_states: Path) -> None:
     shown = example("commands.md", "journal-doctor clean --force runs | cut -c1-100")
     shown += "\n$ echo $?\n" + example("commands.md", "echo $?")
     assert sorted(words(cut)) == sorted(words(shown)), cut
+
+
+def torn_study(directory: Path) -> Path:
+    """The journal of the integrity example: 10 COMPLETE trials and one RUNNING (its worker
+    killed), then a write cut 60 bytes in, with the next worker's CREATE_STUDY glued on."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    journal = directory / "study.log"
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    study = optuna.create_study(study_name="doctor-demo", storage=storage)
+    study.optimize(lambda trial: trial.suggest_float("x", -10, 10) ** 2, n_trials=10)
+    study.ask().suggest_float("x", -10, 10)
+    last = journal.read_bytes().splitlines(keepends=True)[-1]
+    glued = b'{"op_code":0,"worker_id":"9b2f0c1e-1","study_name":"doctor-demo","directions":[0]}'
+    with journal.open("ab") as f:
+        f.write(last[:60] + glued + b"\n")
+    return journal
+
+
+def journal_words(output: str) -> list[str]:
+    """Numbers, times, backups' stamps and worker ids normalised; sorted (a table's wrapping
+    moves words between lines)."""
+    output = re.sub(r"\d{8}T\d{6}Z", "<stamp>", output)
+    output = re.sub(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}", "<time>", output)
+    output = re.sub(r"[0-9a-f]{8}…-\d+", "<worker>", output)
+    output = re.sub(r"-?\d+(?:[.,]\d+)*(?:e-?\d+)?", "<n>", output)
+    return sorted(output.split())
+
+
+def test_the_journal_integrity_examples_are_what_the_commands_print(tmp_path: Path) -> None:
+    journal = torn_study(tmp_path)
+    shown = (DOCS / "journal-integrity.md").read_text().split("```console\n", 1)[1]
+    shown = shown.split("\n```", 1)[0]
+    printed = ""
+    for args in (("check",), ("repair", "--force"), ("trials",), ("trials", "--retry", "--force")):
+        screen = in_terminal(*args, "study.log", columns=80, cwd=tmp_path)
+        printed += f"$ journal-doctor {' '.join(args)} study.log\n{screen.output}"
+    assert journal_words(printed) == journal_words(shown), printed
+    assert journal.exists()

@@ -287,7 +287,11 @@ def _terminal_session() -> None:
 
 
 def in_terminal(
-    *args: str, columns: int = 80, keys: bytes | None = None, prompt: str = "[y/N]"
+    *args: str,
+    columns: int = 80,
+    keys: bytes | None = None,
+    prompt: str = "[y/N]",
+    cwd: Path | None = None,
 ) -> Screen:
     """The real CLI on a real pseudo-terminal of `columns` columns. With `keys`, they are typed
     once `prompt` shows (b"n\\r" declines, b"\\x03" is Ctrl-C)."""
@@ -300,7 +304,7 @@ def in_terminal(
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
     proc = subprocess.Popen(
-        [PYTHON, "-m", "journal_doctor", *args], stdin=slave, stdout=slave, stderr=slave,
+        [PYTHON, "-m", "journal_doctor", *args], stdin=slave, stdout=slave, stderr=slave, cwd=cwd,
         env={k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")},
         start_new_session=True,
         # A shell starts background jobs with SIGINT ignored, and Python keeps an ignored
