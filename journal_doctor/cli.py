@@ -630,6 +630,37 @@ def repair(
     return code
 
 
+class TrialsQuestion:
+    """trials' one question: the trials, then yes/no on stderr; no terminal, no (a refusal)."""
+
+    def __init__(self, json_output: bool) -> None:
+        self.json_output = json_output
+
+    def __call__(self, report: TrialsReport, unproven: list[OpenTrial]) -> bool:
+        if not sys.stdin.isatty():
+            return False
+        from .render.journal import render_trials
+
+        render_trials(err_console() if self.json_output else out(), report)
+        return ask(
+            f"Fail {len(unproven)} trial(s) that no heartbeat proves abandoned? A worker may"
+            " still be running them."
+        )
+
+
+def render_trials_report(report: TrialsReport, json_output: bool) -> None:
+    if json_output:
+        print(jsonout.dumps(jsonout.trials_json(report)))
+    elif for_people():
+        from .render.journal import render_trials
+
+        render_trials(out(), report)
+    else:
+        from .render import plain
+
+        echo_lines(plain.trials_lines(report))
+
+
 @app.command(epilog=epilog("trials"))
 def trials(
     journal: Annotated[
@@ -675,33 +706,11 @@ def trials(
         raise UsageError("--fail and --retry are one choice: --retry fails the trials too")
     journal_or_fail(journal)
     if fail_running or retry:
-
-        def confirm(report: TrialsReport, unproven: list[OpenTrial]) -> bool:
-            if not sys.stdin.isatty():
-                return False
-            from .render.journal import render_trials
-
-            render_trials(err_console() if json_output else out(), report)
-            return ask(
-                f"Fail {len(unproven)} trial(s) that no heartbeat proves abandoned? A worker may"
-                " still be running them."
-            )
-
-        report = fail_trials(
-            journal, retry=retry, force=force, confirm=confirm, lock_kind=lock.kind
-        )
+        report = fail_trials(journal, retry=retry, force=force, lock_kind=lock.kind,
+                             confirm=TrialsQuestion(json_output))  # fmt: skip
     else:
         report = list_trials(journal)
-    if json_output:
-        print(jsonout.dumps(jsonout.trials_json(report)))
-    elif for_people():
-        from .render.journal import render_trials
-
-        render_trials(out(), report)
-    else:
-        from .render import plain
-
-        echo_lines(plain.trials_lines(report))
+    render_trials_report(report, json_output)
     running = [t for t in report.health.open_trials if t.state == "RUNNING"]
     return 1 if running else 0
 

@@ -22,6 +22,7 @@ from ..model import (
     Thresholds,
 )
 from .discover import (
+    Candidate,
     JournalCandidate,
     LeftoverCandidate,
     LockCandidate,
@@ -145,29 +146,8 @@ def scan(
     # Sorted, so that reports and JSON are stable from one run to the next.
     candidates = sorted(discover(roots, problems.append), key=lambda c: c.path)
     notify(ProgressEvent("discovered", len(candidates)))
-    observer: Observer | None = None
-    observations: list[LockObservation] = []
-    leftovers: list[LeftoverReport] = []
-    journal_candidates: list[JournalCandidate] = []
-    for candidate in candidates:
-        if isinstance(candidate, JournalCandidate):
-            journal_candidates.append(candidate)
-            continue
-        if observer is None:
-            from .observe import Observer
-
-            observer = Observer(shared=shared)
-        try:
-            if isinstance(candidate, LockCandidate):
-                obs = observer.observe_lock(candidate)
-                if obs is not None:
-                    observations.append(obs)
-            else:
-                leftover = leftover_report(observer, candidate, thresholds)
-                if leftover is not None:
-                    leftovers.append(leftover)
-        except OSError as err:
-            problems.append(ScanProblem(candidate.path, err.strerror or str(err)))
+    journal_candidates = [c for c in candidates if isinstance(c, JournalCandidate)]
+    observer, observations, leftovers = _observe_all(candidates, shared, thresholds, problems)
     if observer is not None and observer.stale_to_watch(observations):
         notify(ProgressEvent("watching heartbeats", observer.stale_to_watch(observations),
                              "of other hosts that look stale"))  # fmt: skip
@@ -188,6 +168,38 @@ def scan(
         journals=damaged_journals(observations, journal_candidates),
         container=observer.sight.container if observer is not None else _in_container(),
     )
+
+
+def _observe_all(
+    candidates: Sequence[Candidate],
+    shared: bool,
+    thresholds: Thresholds,
+    problems: list[ScanProblem],
+) -> tuple[Observer | None, list[LockObservation], list[LeftoverReport]]:
+    """Every lock and leftover looked at once (the observer, and its process-wide costs, only
+    when there is one); a path that cannot be looked at becomes a problem, not an error."""
+    observer: Observer | None = None
+    observations: list[LockObservation] = []
+    leftovers: list[LeftoverReport] = []
+    for candidate in candidates:
+        if isinstance(candidate, JournalCandidate):
+            continue
+        if observer is None:
+            from .observe import Observer
+
+            observer = Observer(shared=shared)
+        try:
+            if isinstance(candidate, LockCandidate):
+                obs = observer.observe_lock(candidate)
+                if obs is not None:
+                    observations.append(obs)
+            else:
+                leftover = leftover_report(observer, candidate, thresholds)
+                if leftover is not None:
+                    leftovers.append(leftover)
+        except OSError as err:
+            problems.append(ScanProblem(candidate.path, err.strerror or str(err)))
+    return observer, observations, leftovers
 
 
 def _in_container() -> bool:
