@@ -174,6 +174,10 @@ def test_api_takes_one_path_or_many_and_names_outcomes_as_json_does(tmp_path: Pa
         exported = getattr(journal_doctor, name)
         assert exported.__doc__, name
     tree(tmp_path)
+    journal = tmp_path / "study-a" / "journal.log"  # a Path, as every function takes
+    assert journal_doctor.check_journal(journal).healthy
+    assert journal_doctor.list_trials(journal).journal == str(journal)
+    assert journal_doctor.repair(journal, dry_run=True).journal == str(journal)
     assert len(journal_doctor.scan(str(tmp_path)).locks) == 4
     assert len(journal_doctor.scan(tmp_path).locks) == 4
     assert len(journal_doctor.scan([tmp_path / "study-a", tmp_path / "study-b"]).locks) == 2

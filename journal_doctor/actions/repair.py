@@ -282,7 +282,7 @@ def verify_with_optuna(path: str) -> tuple[str, dict[str, int]]:
 
 
 def repair(
-    journal: str,
+    journal: str | os.PathLike[str],
     *,
     dry_run: bool = False,
     force: bool = False,
@@ -291,6 +291,7 @@ def repair(
     before_replace: BeforeReplace | None = None,
 ) -> RepairReport:
     """Repair one journal; see the module docstring. Raises RepairRefused (journal untouched)."""
+    journal = os.fspath(journal)
     started = time.monotonic()
     try:
         # Never through a symlink: the rename at the end would replace the link, not the file.

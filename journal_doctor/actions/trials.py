@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -48,9 +49,10 @@ class TrialsReport:
     actions: tuple[TrialOutcome, ...] = ()
 
 
-def list_trials(journal: str) -> TrialsReport:
+def list_trials(journal: str | os.PathLike[str]) -> TrialsReport:
     """The trials a crash left RUNNING or WAITING, each with what the heartbeats prove of it
     (`OpenTrial.evidence`); nothing is written."""
+    journal = os.fspath(journal)
     health = check_journal(journal, open_trials=True)
     return TrialsReport(journal, replace(health, open_trials=with_heartbeats(journal, health)))
 
@@ -94,7 +96,7 @@ Confirm = Callable[[TrialsReport, list[OpenTrial]], bool]
 
 
 def fail_trials(
-    journal: str,
+    journal: str | os.PathLike[str],
     *,
     retry: bool = False,
     force: bool = False,
@@ -109,6 +111,7 @@ def fail_trials(
     Written through the guarded storage with the journal's lock kind: it waits for a live
     holder (a worker mid-write) and breaks a dead one's lock; `LockTimeout` after 60 s.
     """
+    journal = os.fspath(journal)
     report = list_trials(journal)
     if not report.health.healthy:
         raise TrialsRefused(

@@ -227,7 +227,7 @@ def _read(fd: int, tally: _Tally, replay: Replay) -> None:
 
 
 def check_journal(
-    path: str, *, open_trials: bool = False, follow_symlinks: bool = True
+    path: str | os.PathLike[str], *, open_trials: bool = False, follow_symlinks: bool = True
 ) -> JournalHealth:
     """Stream `path` once and report its health.
 
@@ -235,6 +235,7 @@ def check_journal(
     is bounded by one line (at most MAX_LINE) and one byte per trial; `open_trials=True` also
     keeps the details of every RUNNING/WAITING trial (for `trials`).
     """
+    path = os.fspath(path)
     fd, st = open_journal(path, follow_symlinks)
     _not_a_journal(path, fd, st)
     tally, replay = _Tally(), Replay(track_open=open_trials)
