@@ -36,7 +36,7 @@ from ..protocol.record import (
     HolderRecord,
     Liveness,
     RecordJudgement,
-    after_watch,
+    Seen,
     beat_time,
     caching_filesystem,
     filesystem_now,
@@ -45,9 +45,8 @@ from ..protocol.record import (
     parse,
     read_bytes,
     same_host,
-    sleep_until,
     this_process,
-    watch_deadline,
+    watch_all,
 )
 
 logger = logging.getLogger("journal_doctor")
@@ -257,49 +256,37 @@ def _judge_trial_beat(record: HolderRecord, beat: float, clock: _Clock) -> Recor
 def judge_trials(journal: str, running: Running) -> dict[int, RecordJudgement]:
     """What the heartbeats prove of each RUNNING trial that has any: its own beat, or else its
     worker's. Trials of workers with no file (plain Optuna workers) are left out. Another
-    host's beat that looks stale is believed only once it stayed still for its grace period
-    while watched (`protocol.record.watch_deadline`): one wait for all."""
+    host's beat that looks stale is believed only once it stayed still while watched
+    (`protocol.record.watch_all`): one wait for all."""
     directory = heartbeat_dir(journal)
     try:
         names = set(os.listdir(directory))
     except OSError:
         return {}
     clock = _Clock(directory)
-    judged: dict[int, RecordJudgement] = {}
-    beats: dict[int, tuple[str, HolderRecord, float, float]] = {}  # what each was judged on
+    reads: dict[str, tuple[HolderRecord, float] | None] = {}  # each file read once
+    beat_names: dict[int, str] = {}
+    seen: dict[int, Seen] = {}
     for trial_id, (_, worker) in running.items():
         name = trial_beat_name(trial_id)
         if name not in names:
             name = worker  # no beat of its own: its worker's
-        found = _read_beat(directory, name) if name in names else None
+        if name not in reads:
+            reads[name] = _read_beat(directory, name) if name in names else None
+        found = reads[name]
         if found is None:
             continue
         record, beat = found
         own = name != worker
-        judged[trial_id] = (
-            _judge_trial_beat(record, beat, clock) if own else clock.judge(record, beat)
-        )
-        beats[trial_id] = (name, record, beat, time.monotonic())
-    return _watched(directory, judged, beats)
+        judged = _judge_trial_beat(record, beat, clock) if own else clock.judge(record, beat)
+        beat_names[trial_id] = name
+        seen[trial_id] = Seen(record, judged, beat, time.monotonic())
+    return watch_all(seen, lambda trial_id: _beat_of(directory, beat_names[trial_id]))
 
 
-def _watched(
-    directory: str,
-    judged: dict[int, RecordJudgement],
-    beats: dict[int, tuple[str, HolderRecord, float, float]],
-) -> dict[int, RecordJudgement]:
-    deadlines = {tid: watch_deadline(record, judged[tid], seen)
-                 for tid, (_, record, _, seen) in beats.items()}  # fmt: skip
-    due = max(deadlines.values(), default=0.0)
-    if not due:
-        return judged
-    sleep_until(due)
-    for tid, deadline in deadlines.items():
-        if deadline:
-            name, record, beat, _ = beats[tid]
-            again = _read_beat(directory, name)
-            judged[tid] = after_watch(record, judged[tid], beat, again[1] if again else None)
-    return judged
+def _beat_of(directory: str, name: str) -> float | None:
+    found = _read_beat(directory, name)
+    return found[1] if found is not None else None
 
 
 def stale_trials(running: Running, study_id: int, journal: str) -> list[int]:

@@ -20,6 +20,7 @@ from ..model import (
     OTHER_HOSTS,
     SERVER_TIMES,
     Blindness,
+    Filesystem,
     Identity,
     JournalState,
     LockKind,
@@ -28,15 +29,15 @@ from ..model import (
 )
 from ..protocol.record import (
     Found,
-    after_watch,
+    Seen,
     caching_filesystem,
     filesystem_now,
     judge_record,
     lock_record,
     read_record,
     same_host,
-    sleep_until,
-    watch_deadline,
+    to_watch,
+    watch_all,
 )
 from .discover import LeftoverCandidate, LockCandidate
 from .visibility import Sight
@@ -85,7 +86,7 @@ class Observer:
         self._boot_time: float | None = None
         self._directories: dict[str, tuple[int, int]] = {}
         self._clocks: dict[str, float | None] = {}
-        self._beats: dict[str, tuple[float, float]] = {}  # lock -> (monotonic, beat) first seen
+        self._beats: dict[str, tuple[float, float]] = {}  # lock -> (beat, monotonic) first seen
 
     @property
     def boot_time(self) -> float:
@@ -126,7 +127,7 @@ class Observer:
                 unreadable = os_error_advice(err)
         found = read_record(candidate.path, st, target) if unreadable is None else None
         if found is not None:
-            self._beats[candidate.path] = (time.monotonic(), found.beat_mtime)
+            self._beats[candidate.path] = (found.beat_mtime, time.monotonic())
         kind = lock_kind(st, target, candidate.journal, journal, guarded=found is not None)
         if kind is None:
             return None
@@ -136,6 +137,7 @@ class Observer:
         resolved, dangling = _resolve(kind, target, directory, candidate.journal, journal)
         unseen = self.sight.unseen(directory, filesystem)
         age, unseen = self._age(st, directory, unseen)
+        judged = self._judge_record(found, directory, filesystem, unseen) if found else None
         return LockObservation(
             path=candidate.path,
             journal=candidate.journal,
@@ -153,39 +155,40 @@ class Observer:
             unseen=unseen,
             unreadable=unreadable,
             record=found.record if found else None,
-            record_judgement=self._judge_record(found, directory, unseen) if found else None,
+            record_judgement=judged,
         )
 
     def watch_stale(self, observations: Sequence[LockObservation]) -> list[LockObservation]:
         """The observations again, once every other host's heartbeat that looks stale has
-        been watched (`protocol.record.watch_seconds`; one wait for all): one that moved
-        meanwhile is alive. Timestamps alone may lag a live holder's beats."""
-        deadlines = {obs.path: self._watch_deadline(obs) for obs in observations}
-        due = max(deadlines.values(), default=0.0)
-        if not due:
+        been watched (`protocol.record.watch_all`; one wait for all): one that moved meanwhile
+        is alive. Timestamps alone may lag a live holder's beats."""
+        seen = self._seen(observations)
+        if not to_watch(seen):
             return list(observations)
-        sleep_until(due)
-        return [self._watched(obs) if deadlines[obs.path] else obs for obs in observations]
+        judged = watch_all(seen, lambda path: self._beat_now(path, seen[path].record.token))
+        return [obs._replace(record_judgement=judged.get(obs.path, obs.record_judgement))
+                for obs in observations]  # fmt: skip
 
     def stale_to_watch(self, observations: Sequence[LockObservation]) -> int:
-        return sum(1 for obs in observations if self._watch_deadline(obs))
+        return len(to_watch(self._seen(observations)))
 
-    def _watch_deadline(self, obs: LockObservation) -> float:
-        if obs.record is None or obs.record_judgement is None or obs.path not in self._beats:
-            return 0.0
-        return watch_deadline(obs.record, obs.record_judgement, self._beats[obs.path][0])
+    def _seen(self, observations: Sequence[LockObservation]) -> dict[str, Seen]:
+        return {
+            obs.path: Seen(obs.record, obs.record_judgement, *self._beats[obs.path])
+            for obs in observations
+            if obs.record is not None and obs.record_judgement is not None
+            and obs.path in self._beats
+        }  # fmt: skip
 
-    def _watched(self, obs: LockObservation) -> LockObservation:
-        assert obs.record is not None
-        assert obs.record_judgement is not None
+    @staticmethod
+    def _beat_now(path: str, token: str) -> float | None:
+        """The lock's beat read again; None when it is gone or another holder's now (whoever
+        breaks it verifies its identity first)."""
         try:
-            found = lock_record(obs.path)[1]
+            found = lock_record(path)[1]
         except OSError:
-            found = None  # gone: whoever breaks it verifies its identity first
-        same = found is not None and found.record.token == obs.record.token
-        beat = found.beat_mtime if found is not None and same else None
-        judged = after_watch(obs.record, obs.record_judgement, self._beats[obs.path][1], beat)
-        return obs._replace(record_judgement=judged)
+            return None
+        return found.beat_mtime if found is not None and found.record.token == token else None
 
     def _lstat_listed(self, path: str) -> os.stat_result:
         """lstat of a name the directory listing just showed. On NFS a failed exclusive create
@@ -222,11 +225,12 @@ class Observer:
             self._clocks[directory] = filesystem_now(directory)
         return self._clocks[directory]
 
-    def _judge_record(self, found: Found, directory: str, unseen: tuple[Unseen, ...]) -> Any:
+    def _judge_record(
+        self, found: Found, directory: str, filesystem: Filesystem, unseen: tuple[Unseen, ...]
+    ) -> Any:
         """What the record proves. Another host's heartbeat is aged on the filesystem's clock."""
         fs_now = self.now if same_host(found.record) else self._filesystem_now(directory)
         local = not any(u.blindness in OTHER_HOSTS for u in unseen)
-        filesystem = self.sight.filesystem(self.directory_key(directory)[0])
         caching = caching_filesystem(filesystem.type, filesystem.network)
         return judge_record(found.record, found.beat_mtime, fs_now, local, caching)
 

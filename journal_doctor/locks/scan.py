@@ -148,9 +148,9 @@ def scan(
     notify(ProgressEvent("discovered", len(candidates)))
     journal_candidates = [c for c in candidates if isinstance(c, JournalCandidate)]
     observer, observations, leftovers = _observe_all(candidates, shared, thresholds, problems)
-    if observer is not None and observer.stale_to_watch(observations):
-        notify(ProgressEvent("watching heartbeats", observer.stale_to_watch(observations),
-                             "of other hosts that look stale"))  # fmt: skip
+    stale = observer.stale_to_watch(observations) if observer is not None else 0
+    if observer is not None and stale:
+        notify(ProgressEvent("watching heartbeats", stale, "of other hosts that look stale"))
         observations = observer.watch_stale(observations)
     survey = survey_for(observations) if observations else HolderSurvey()
     notify(ProgressEvent("processes examined", survey.processes_examined))

@@ -26,8 +26,9 @@ import json
 import os
 import stat
 import time
+from collections.abc import Callable, Mapping
 from functools import cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from ..fsio import open_nonblocking
 
@@ -36,6 +37,9 @@ RECORD_SUFFIX = ".holder"  # <journal>.lock.holder
 HEARTBEATS_SUFFIX = ".heartbeats"  # <journal>.heartbeats/<trial id>
 MAX_RECORD = 4096
 RECORD_SLOT = 1024  # a symlink lock's record file: one process's record, padded to this size
+
+
+K = TypeVar("K")
 
 
 class HolderRecord(NamedTuple):
@@ -390,10 +394,32 @@ def after_watch(
     return judged._replace(why=f"{judged.why}, {watched}")
 
 
-def sleep_until(deadline: float) -> None:
-    remaining = deadline - time.monotonic()
+class Seen(NamedTuple):
+    """One heartbeat as first read: what it proved, and when (monotonic, after the read)."""
+
+    record: HolderRecord
+    judged: RecordJudgement
+    beat: float
+    at: float
+
+
+def to_watch(seen: Mapping[K, Seen]) -> list[K]:
+    """The beats among these that must be watched before they are believed."""
+    return [key for key, s in seen.items() if watch_deadline(s.record, s.judged, s.at)]
+
+
+def watch_all(
+    seen: Mapping[K, Seen], beat_now: Callable[[K], float | None]
+) -> dict[K, RecordJudgement]:
+    """Every judgement, once each stale-looking beat of another host among them has been
+    watched (one wait for all) and read again with `beat_now` (None: gone or replaced)."""
+    deadlines = {key: watch_deadline(s.record, s.judged, s.at) for key, s in seen.items()}
+    due = max(deadlines.values(), default=0.0)
+    remaining = due - time.monotonic()
     if remaining > 0:
         time.sleep(remaining)
+    return {key: after_watch(s.record, s.judged, s.beat, beat_now(key)) if deadlines[key]
+            else s.judged for key, s in seen.items()}  # fmt: skip
 
 
 def filesystem_now(directory: str) -> float | None:
