@@ -475,7 +475,9 @@ def watch(
     stop = threading.Event()
 
     def finish(signum: int, frame: object) -> None:
-        stop.set()
+        # Not stop.set() here: the handler runs in the main thread, which may hold the Event's
+        # own lock at that moment (entering stop.wait), and set() would wait on it forever.
+        threading.Thread(target=stop.set, daemon=True).start()
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, finish)
