@@ -7,6 +7,10 @@ In `<journal>.heartbeats/`:
   each CREATE_TRIAL: a worker killed while creating a trial already has a fresh file.
 - `trial-<trial id>`: that trial's own beat, written by `record_heartbeat(trial_id)` (Optuna's
   heartbeat thread, while `study.optimize` runs the trial) and removed when the trial finishes.
+  Optuna's thread stops when the objective returns, before the final state is written; that
+  write may wait for the lock longer than a grace period (through sshfs a released lock looks
+  held for 20 s), so the worker's own thread beats the trial until the state is written
+  (`TrialHeartbeats.finishing`): else another worker fails a trial that has a result.
 
 A RUNNING trial is stale, as Optuna's `BaseHeartbeat` defines it, when its own beat is older than
 the grace period (on the filesystem's clock), even though its process lives on: an ask-and-tell
@@ -28,6 +32,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 
 from ..journal.lines import iter_lines
 from ..journal.ops import RUNNING, classify, sound_op
@@ -76,18 +81,44 @@ class TrialHeartbeats:
         self.grace = grace
         self.last = 0.0  # monotonic time of the worker's last beat
         self._record: HolderRecord | None = None
+        self._beaten: set[int] = set()  # trials this process beat: the ones it runs
+        self._finishing: set[int] = set()  # of those, the ones whose final state is being written
+        self._trials = threading.Lock()  # a finished trial's beat is never written again
 
     def beat(self) -> None:
-        """The worker's own beat."""
+        """The worker's own beat, and that of each trial whose final state it is writing."""
         self._write(self.path)
         self.last = time.monotonic()
+        with self._trials:
+            for trial_id in self._finishing:
+                self._write(self._trial_path(trial_id))
 
     def beat_trial(self, trial_id: int) -> None:
-        self._write(os.path.join(self.directory, trial_beat_name(trial_id)))
+        with self._trials:
+            self._write(self._trial_path(trial_id))
+            self._beaten.add(trial_id)
 
-    def trial_done(self, trial_id: int) -> None:
-        with contextlib.suppress(OSError):
-            os.unlink(os.path.join(self.directory, trial_beat_name(trial_id)))
+    @contextlib.contextmanager
+    def finishing(self, trial_id: int) -> Iterator[None]:
+        """While the final state of a trial this process ran is written, its beat goes on; once
+        written, the beat is removed (whoever finished the trial: its beat is over)."""
+        with self._trials:
+            if trial_id in self._beaten:
+                self._finishing.add(trial_id)
+                with contextlib.suppress(OSError):  # the beating thread retries, and says so
+                    self._write(self._trial_path(trial_id))
+        try:
+            yield
+        finally:
+            with self._trials:
+                self._finishing.discard(trial_id)
+        with self._trials:  # written: the trial's beat is over
+            self._beaten.discard(trial_id)
+            with contextlib.suppress(OSError):
+                os.unlink(self._trial_path(trial_id))
+
+    def _trial_path(self, trial_id: int) -> str:
+        return os.path.join(self.directory, trial_beat_name(trial_id))
 
     def _write(self, path: str) -> None:
         if self._record is None:

@@ -171,7 +171,8 @@ class GuardedJournalStorage(DialectMixin, journal_storage_class(), BaseHeartbeat
         return trial_id
 
     def set_trial_state_values(self, trial_id: int, state: Any, values: Any = None) -> bool:
-        done: bool = super().set_trial_state_values(trial_id, state, values)
-        if state.is_finished():
-            self._heartbeats.trial_done(trial_id)  # whoever finished it, its beat is over
+        if not state.is_finished():
+            return bool(super().set_trial_state_values(trial_id, state, values))
+        with self._heartbeats.finishing(trial_id):
+            done: bool = super().set_trial_state_values(trial_id, state, values)
         return done
