@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 import journal_doctor
-from journal_doctor.locks.discover import doctor_break_name
+from journal_doctor.protocol.lockfile import doctor_break_name
 from journal_doctor.model import OutcomeKind, Verdict
 
 from helpers import (

@@ -238,7 +238,7 @@ def test_read_only_filesystem_clean_fails_cleanly(tmp_path: Path) -> None:
 
 
 def test_doctor_leftover_names_are_recognised_whatever_the_journal_name(tmp_path: Path) -> None:
-    from journal_doctor.locks.discover import doctor_break_name
+    from journal_doctor.protocol.lockfile import doctor_break_name
 
     name = os.fsdecode(b"we\xffird\n.log.lock")
     (tmp_path / os.fsdecode(b"we\xffird\n.log")).write_bytes(OP)

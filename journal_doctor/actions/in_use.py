@@ -9,10 +9,10 @@ import os
 import stat
 
 from ..errors import Refused
-from ..locks.discover import lock_path
 from ..locks.holders import users_of_journal
 from ..locks.scan import scan
 from ..model import LockKind, LockReport, OutcomeKind, Verdict
+from ..protocol.lockfile import lock_path
 from ..words import processes
 
 

@@ -7,8 +7,9 @@ or NUL tail is cut; a fused line keeps its complete op; undecodable and non-op l
 assigned by the order of CREATE ops, and a bad line was skipped by every writer that came after
 it, so dropping it agrees with what they all saw.
 
-The journal's own lock is held (with Optuna's protocol, so workers started meanwhile wait) from
-the backup to the rename, its mtime kept fresh so Optuna's grace period does not break it.
+The journal's own lock is held from the backup to the rename, as a guarded worker holds it
+(`guard.lock.GuardedLock`: Optuna's protocol, so workers started meanwhile wait; a record naming
+the doctor; a heartbeat, so neither Optuna's grace period nor another doctor breaks it).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import json
 import os
 import shutil
 import stat
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -29,15 +29,13 @@ from datetime import datetime, timezone
 from typing import BinaryIO, NamedTuple
 
 from ..errors import Refused
+from ..guard.lock import GuardedLock
 from ..journal.check import Damage, JournalHealth, check_journal, open_journal
 from ..journal.lines import iter_lines
 from ..journal.ops import Problem, classify
 from ..journal.optuna_api import file_backend_class, journal_storage_class, optuna_lock
-from ..locks.discover import lock_path
 from ..model import LockKind
 from .in_use import refuse_if_in_use
-
-HEARTBEAT_SECONDS = 5.0  # well inside Optuna's 30 s grace period
 
 
 class RepairRefused(Refused):
@@ -98,71 +96,6 @@ def plan_for(health: JournalHealth) -> tuple[PlannedFix, ...]:
 
 Confirm = Callable[[RepairReport], bool]
 BeforeReplace = Callable[[str], None]
-
-
-class _JournalLock:
-    """The journal's own lock, taken and released the way Optuna does it."""
-
-    def __init__(self, journal: str, kind: LockKind) -> None:
-        self.journal = journal
-        self.path = lock_path(journal)
-        self.kind = kind
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.identity: tuple[int, int] | None = None
-
-    def acquire(self) -> None:
-        try:
-            if self.kind is LockKind.SYMLINK:
-                # The journal's own name, relative to the link's directory: always resolves,
-                # so waiters' grace-period stat works (an absolute or cwd-relative target may not).
-                os.symlink(os.path.basename(self.journal), self.path)
-            else:
-                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW))
-        except FileExistsError:
-            raise RepairRefused(
-                f"{self.path}: a worker took the lock just now; stop the workers and retry."
-            ) from None
-        st = os.lstat(self.path)
-        self.identity = (st.st_dev, st.st_ino)
-        self._thread = threading.Thread(target=self._beat, daemon=True)
-        self._thread.start()
-
-    def _beat(self) -> None:
-        # Optuna's waiters break a lock whose os.stat() mtime stands still for 30 s; for a
-        # symlink lock that stat follows the link to the journal.
-        while not self._stop.wait(HEARTBEAT_SECONDS):
-            try:
-                if self.kind is LockKind.SYMLINK:
-                    os.utime(self.journal, follow_symlinks=False)
-                else:
-                    os.utime(self.path, follow_symlinks=False)
-            except OSError:
-                pass
-
-    def stop_heartbeat(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    def release(self) -> None:
-        self.stop_heartbeat()
-        released = f"{self.path}{uuid.uuid4()}.rename"
-        try:
-            os.rename(self.path, released)
-        except FileNotFoundError:
-            return
-        st = os.lstat(released)
-        if (st.st_dev, st.st_ino) != self.identity:
-            # Not ours any more (a waiter broke it and took a new one): put it back.
-            try:
-                os.link(released, self.path, follow_symlinks=False)
-            except FileExistsError:
-                pass  # a newer lock took the name; the one found stays as a leftover
-            else:
-                os.unlink(released)
-            return
-        os.unlink(released)
 
 
 def _backup_path(journal: str) -> tuple[str, int]:
@@ -329,8 +262,11 @@ def _perform(
 ) -> _Done:
     """Under the journal's own lock: back up, rewrite into a temporary file, verify it, and
     rename it over the journal if the journal is still the very file that was judged."""
-    lock = _JournalLock(journal, kind)
-    lock.acquire()
+    lock = GuardedLock(journal, kind)
+    if not lock.try_acquire():
+        raise RepairRefused(
+            f"{lock.path}: a worker took the lock just now; stop the workers and retry."
+        )
     directory, name = os.path.split(journal)
     temp = os.path.join(directory, f".{name}.journal-doctor-{uuid.uuid4().hex}.tmp")
     try:
@@ -338,7 +274,6 @@ def _perform(
         verified = _verify(journal, temp, backup)
         if before_replace is not None:
             before_replace(journal)
-        lock.stop_heartbeat()
         _same_journal_or_refuse(journal, locked_st)
         os.rename(temp, journal)
         _fsync_directory(directory)

@@ -35,8 +35,9 @@ import time
 import uuid
 
 from ..errors import LockLost, LockTimeout
-from ..locks.discover import LockCandidate, lock_path
+from ..locks.discover import LockCandidate
 from ..model import LockKind, LockReport, OutcomeKind, Thresholds, Verdict
+from ..protocol.lockfile import Removal, is_file, lock_path, release_name, remove_if
 from ..protocol.record import (
     RECORD_SLOT,
     HolderRecord,
@@ -150,6 +151,11 @@ class GuardedLock:
                 logger.warning("waiting %.0fs for %s: %s", now - started, self.path, waiting_on)
                 next_log = now + LOG_EVERY
             backoff = _pause(backoff)
+
+    def try_acquire(self) -> bool:
+        """One attempt, no waiting, nothing broken: True when this process now holds the lock
+        (what a tool that must not wait on a worker does: `repair`)."""
+        return self._take()
 
     def _seen_gone(self) -> bool:
         """The name was taken (EEXIST) again, but lstat says again it is gone: not a release
@@ -397,23 +403,11 @@ class GuardedLock:
             # Still ours, so the record is ours (a breaker removes it before breaking): unbind
             # it before the lock goes, so it never describes a later lock.
             self._unbind_sidecar(record.lock_mtime_ns)
-        released = f"{self.path}{uuid.uuid4()}.rename"  # Optuna's release name
-        try:
-            os.rename(self.path, released)
-        except FileNotFoundError:
+        # Optuna's release: renamed aside, unlinked if it is still ours. One broken while we
+        # were frozen, and taken again, is put back (or left aside if the name was retaken).
+        removal = remove_if(self.path, release_name(self.path), is_file(held))
+        if removal is not Removal.REMOVED:
             self.lost += 1
-            return
-        st = os.lstat(released)
-        if (st.st_dev, st.st_ino) == held:
-            os.unlink(released)
-            return
-        # Not ours any more (broken while we were frozen, and taken again): put it back.
-        self.lost += 1
-        try:
-            os.link(released, self.path, follow_symlinks=False)
-        except FileExistsError:
-            return  # a newer lock took the name; the one found stays as a leftover
-        os.unlink(released)
 
 
 def _pause(backoff: float) -> float:

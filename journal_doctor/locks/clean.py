@@ -10,12 +10,10 @@ symlink: every call works on names relative to a directory fd with follow_symlin
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import stat
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from functools import partial
 
@@ -34,8 +32,9 @@ from ..model import (
     Thresholds,
     Verdict,
 )
+from ..protocol.lockfile import Removal, doctor_break_name, remove_if
 from ..protocol.record import MAX_RECORD, RECORD_SUFFIX, parse
-from .discover import LockCandidate, doctor_break_name
+from .discover import LockCandidate
 from .observe import Observer
 from .scan import PathArg, Progress, as_paths, judge_all, scan, survey_for
 
@@ -107,72 +106,69 @@ def _read_target(name: str, dir_fd: int, st: os.stat_result) -> str | None:
 def break_lock(judged: LockReport, before_break: BeforeBreak | None = None) -> Outcome:
     """Remove one lock judged orphaned (and re-judged just now) if it is still that lock."""
     obs = judged.observation
-    path = obs.path
+    path, verdict = obs.path, judged.verdict
     directory, name = os.path.split(path)
-    verdict = judged.verdict
     try:
         with _Directory(directory, obs.directory_key) as dir_fd:
             if before_break is not None:
                 before_break(path)
-            if judged.observation.record is not None:
-                _remove_record(name, dir_fd, judged.observation.record.token)
-            private = doctor_break_name(name, uuid.uuid4().hex)
-            try:
-                os.rename(name, private, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-            except FileNotFoundError:
-                return Outcome(path, OutcomeKind.GONE, "Released before the break.", verdict)
-            st = os.stat(private, dir_fd=dir_fd, follow_symlinks=False)
-            found = _identity_of(st, _read_target(private, dir_fd, st))
-            if found == obs.identity:
-                os.unlink(private, dir_fd=dir_fd)
-                return Outcome(path, OutcomeKind.REMOVED, judged.judgement.reason, verdict)
-            # Not the lock that was judged: a worker released it and another took a new one.
-            try:
-                os.link(private, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
-            except FileExistsError:
-                return Outcome(
-                    path,
-                    OutcomeKind.CONFLICT,
-                    "Changed since it was judged and a newer lock took the name meanwhile; the"
-                    f" one found is left at {private} for a later scan to judge.",
-                    verdict,
-                )
-            os.unlink(private, dir_fd=dir_fd)
-            return Outcome(
-                path,
-                OutcomeKind.CONFLICT,
-                "Changed since it was judged (a new lock took its place); put back untouched.",
-                verdict,
-            )
+            if obs.record is not None:
+                _remove_record(name, dir_fd, obs.record.token)
+            private = doctor_break_name(name)
+            removal = remove_if(name, private, _is_judged(obs.identity, dir_fd), dir_fd=dir_fd)
     except _DirectoryReplaced:
         return Outcome(path, OutcomeKind.CONFLICT, _REPLACED, verdict)
     except FileNotFoundError as err:
         return Outcome(path, OutcomeKind.GONE, f"Gone before the break ({err.strerror}).", verdict)
     except OSError as err:
         return Outcome(path, OutcomeKind.FAILED, _failure_advice(err, obs.owner), verdict)
+    kind, why = _BROKEN[removal]
+    return Outcome(path, kind, why.format(reason=judged.judgement.reason, private=private), verdict)
+
+
+_BROKEN = {
+    Removal.REMOVED: (OutcomeKind.REMOVED, "{reason}"),
+    Removal.GONE: (OutcomeKind.GONE, "Released before the break."),
+    # Not the lock that was judged: a worker released it and another took a new one.
+    Removal.PUT_BACK: (
+        OutcomeKind.CONFLICT,
+        "Changed since it was judged (a new lock took its place); put back untouched.",
+    ),
+    Removal.DISPLACED: (
+        OutcomeKind.CONFLICT,
+        "Changed since it was judged and a newer lock took the name meanwhile; the one found"
+        " is left at {private} for a later scan to judge.",
+    ),
+}
+
+
+def _is_judged(identity: Identity, dir_fd: int) -> Callable[[str], bool]:
+    """The very lock judged: device, inode, mtime, kind and symlink target."""
+
+    def check(aside: str) -> bool:
+        st = os.stat(aside, dir_fd=dir_fd, follow_symlinks=False)
+        return _identity_of(st, _read_target(aside, dir_fd, st)) == identity
+
+    return check
 
 
 def _remove_record(lock_name: str, dir_fd: int, token: str) -> None:
     """A guarded symlink lock's record goes first, while the dead lock still keeps everyone out
-    (no new holder can write one meanwhile): renamed aside, removed if it is the judged
-    holder's (same token), else put back."""
+    (no new holder can write one meanwhile): removed if it is the judged holder's (same
+    token), else put back; one a newer record displaced describes nothing any more."""
     name = lock_name + RECORD_SUFFIX
-    private = doctor_break_name(name, uuid.uuid4().hex)
-    try:
-        os.rename(name, private, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    except FileNotFoundError:
-        return  # an open lock keeps its record inside; or nothing to remove
-    fd = os.open(private, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
-    try:
-        record = parse(os.read(fd, MAX_RECORD))
-    finally:
-        os.close(fd)
-    if record is not None and record.token == token:
+    private = doctor_break_name(name)
+
+    def is_the_holders(aside: str) -> bool:
+        fd = os.open(aside, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
+        try:
+            record = parse(os.read(fd, MAX_RECORD))
+        finally:
+            os.close(fd)
+        return record is not None and record.token == token
+
+    if remove_if(name, private, is_the_holders, dir_fd=dir_fd) is Removal.DISPLACED:
         os.unlink(private, dir_fd=dir_fd)
-        return
-    with contextlib.suppress(FileExistsError):
-        os.link(private, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
-    os.unlink(private, dir_fd=dir_fd)
 
 
 def remove_leftover(leftover: LeftoverReport, thresholds: Thresholds) -> Outcome:

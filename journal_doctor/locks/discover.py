@@ -16,28 +16,18 @@ from typing import NamedTuple
 
 from ..errors import DoctorError, UsageError, os_error_advice, path_error
 from ..model import LeftoverOrigin, ScanProblem
+from ..protocol.lockfile import LOCK_SUFFIX, lock_path
 
-LOCK_SUFFIX = ".lock"
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 # Optuna's release renames the lock to `<lock><uuid4>.rename` before unlinking it.
 _OPTUNA_RELEASE = re.compile(r"(?s)(?P<journal>.+)\.lock" + _UUID + r"\.rename")
-# The doctor's break renames the lock to this private name before unlinking it.
-DOCTOR_BREAK_INFIX = ".journal-doctor-"
-DOCTOR_BREAK_SUFFIX = ".break"
+# The doctor's break renames the lock to a private name (`doctor_break_name`) first.
 _DOCTOR_BREAK = re.compile(r"(?s)(?P<journal>.+)\.lock\.journal-doctor-[0-9a-f]{32}\.break")
 # Cheap pre-filter: every artifact name contains ".lock"; most file names do not.
 _MAYBE_ARTIFACT = ".lock"
 # Journals without a lock are found by name (their first bytes then decide): the names Optuna's
 # documentation and real projects use. A journal with any other name is found by its lock.
 JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal", ".ndjson")
-
-
-def lock_path(journal: str) -> str:
-    return journal + LOCK_SUFFIX
-
-
-def doctor_break_name(lock_name: str, token: str) -> str:
-    return f"{lock_name}{DOCTOR_BREAK_INFIX}{token}{DOCTOR_BREAK_SUFFIX}"
 
 
 class LockCandidate(NamedTuple):

@@ -1,0 +1,83 @@
+"""A journal lock's names, and the one way anything removes a lock or its record.
+
+`remove_if`: the name is renamed aside to a private name in the same directory (atomic: of
+two removers exactly one wins it), the file found there is checked to be the one expected,
+then unlinked, or else put back under its name untouched. Optuna releases its own lock so
+(`<lock><uuid4>.rename`, then unlink); with it the guarded lock releases its own lock,
+`clean` and the guarded waiter break an orphaned one (`<lock>.journal-doctor-<hex>.break`),
+and a breaker removes a dead holder's record. Never through a symlink: the rename, the link
+and the unlink act on the name itself.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import uuid
+from collections.abc import Callable
+
+LOCK_SUFFIX = ".lock"
+DOCTOR_BREAK_INFIX = ".journal-doctor-"
+DOCTOR_BREAK_SUFFIX = ".break"
+
+Identity = tuple[int, int]  # (st_dev, st_ino)
+
+
+def lock_path(journal: str) -> str:
+    return journal + LOCK_SUFFIX
+
+
+def release_name(lock: str) -> str:
+    """Optuna's own name for a lock being released (scan knows it as a leftover)."""
+    return f"{lock}{uuid.uuid4()}.rename"
+
+
+def doctor_break_name(lock_name: str, token: str | None = None) -> str:
+    """The doctor's name for a lock (or record) being broken."""
+    return f"{lock_name}{DOCTOR_BREAK_INFIX}{token or uuid.uuid4().hex}{DOCTOR_BREAK_SUFFIX}"
+
+
+class Removal(enum.Enum):
+    REMOVED = "removed"  # it was the one expected: gone
+    GONE = "gone"  # nothing had the name
+    PUT_BACK = "put back"  # another one: back under its name, untouched
+    DISPLACED = "displaced"  # another one, and a newer one took the name meanwhile: left aside
+
+
+def remove_if(
+    name: str, aside: str, expected: Callable[[str], bool], *, dir_fd: int | None = None
+) -> Removal:
+    """Remove `name` if `expected(aside)` says the file renamed to `aside` is the one judged.
+    If the check raises, the file is put back before the error goes on."""
+    try:
+        os.rename(name, aside, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except FileNotFoundError:
+        return Removal.GONE
+    try:
+        same = expected(aside)
+    except BaseException:
+        _put_back(aside, name, dir_fd)
+        raise
+    if same:
+        os.unlink(aside, dir_fd=dir_fd)
+        return Removal.REMOVED
+    return _put_back(aside, name, dir_fd)
+
+
+def _put_back(aside: str, name: str, dir_fd: int | None) -> Removal:
+    try:
+        os.link(aside, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+    except FileExistsError:
+        return Removal.DISPLACED
+    os.unlink(aside, dir_fd=dir_fd)
+    return Removal.PUT_BACK
+
+
+def is_file(identity: Identity, dir_fd: int | None = None) -> Callable[[str], bool]:
+    """`expected` for `remove_if`: the very file (device and inode) that was judged or made."""
+
+    def check(aside: str) -> bool:
+        st = os.stat(aside, dir_fd=dir_fd, follow_symlinks=False)
+        return (st.st_dev, st.st_ino) == identity
+
+    return check
