@@ -16,8 +16,8 @@ import psutil
 import pytest
 
 import journal_doctor
-from journal_doctor.protocol.lockfile import doctor_break_name
 from journal_doctor.model import OutcomeKind, Verdict
+from journal_doctor.protocol.lockfile import doctor_break_name
 
 from helpers import (
     LOCK_KINDS,

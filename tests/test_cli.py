@@ -92,7 +92,7 @@ def test_ctrl_c_at_the_prompt_exits_130_and_removes_nothing(tmp_path: Path) -> N
     root = tree(tmp_path)
     screen = in_terminal("clean", str(root), keys=b"\x03")
     assert screen.returncode == 130
-    assert "interrupted; nothing removed" in screen.output
+    assert "interrupted; nothing changed" in screen.output
     assert "Traceback" not in screen.output
     assert os.path.lexists(root / "study-a" / "journal.log.lock")
 

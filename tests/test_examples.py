@@ -97,6 +97,9 @@ def test_the_clean_examples_are_what_clean_prints(crash_states: Path) -> None:
     refused = run("clean", "runs", cwd=crash_states)
     shown = example("commands.md", "journal-doctor clean runs < /dev/null")
     assert sorted(words(refused)) == sorted(words(shown + "\n$ echo $?\n1\n")), refused
+    planned = run("clean", "--dry-run", "runs", cwd=crash_states)
+    shown = example("commands.md", "journal-doctor clean --dry-run runs")
+    assert sorted(words(planned)) == sorted(words(shown + "\n$ echo $?\n1\n")), planned
     forced = run("clean", "--force", "runs", cwd=crash_states)
     # The example was cut at 100 columns with pid 29463: the same pid width cuts the same.
     forced = re.sub(r"\b(Process|process|-CONT|kill) \d+", r"\1 29463", forced)

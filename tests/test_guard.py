@@ -328,7 +328,7 @@ def test_trials_fail_acts_on_heartbeat_proof_and_asks_for_the_rest(tmp_path: Pat
     with holding_open(journal, "rb"):  # a live worker of the study reads the journal
         result = run_doctor("trials", "--fail", str(journal))
         assert result.returncode == 1
-        assert f"trial(s) {unproven.number} have no heartbeat" in result.stderr
+        assert f"trial(s) {unproven.number} (no heartbeat proves" in result.stderr
         assert journal.read_bytes() == before  # nothing written: not even the proven one
         study.tell(unproven, 1.0)  # its worker finishes it
         code, done = doctor_json("trials", "--fail", str(journal))

@@ -78,6 +78,10 @@ class RepairReport:
     verified: str = ""
     elapsed_seconds: float = 0.0
 
+    def needs_attention(self) -> bool:
+        """True when the journal is still damaged (exit code 1)."""
+        return not self.before.healthy and not self.performed
+
     def _replace_with(self, done: _Done, after: JournalHealth, elapsed: float) -> RepairReport:
         return replace(self, performed=True, after=after, backup=done.backup,
                        quarantine=done.quarantine, verified=done.verified,

@@ -48,6 +48,10 @@ class TrialsReport:
     health: JournalHealth
     actions: tuple[TrialOutcome, ...] = ()
 
+    def needs_attention(self) -> bool:
+        """True while a trial is left RUNNING (exit code 1)."""
+        return any(t.state == "RUNNING" for t in self.health.open_trials)
+
 
 def list_trials(journal: str | os.PathLike[str]) -> TrialsReport:
     """The trials a crash left RUNNING or WAITING, each with what the heartbeats prove of it
