@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import PYTHON, age_path, in_terminal, run_doctor
+from helpers import PYTHON, age_path, in_terminal, invoke, run_doctor
 
 OP = b'{"op_code":0,"worker_id":"w-1","study_name":"s","directions":[0]}\n'
 
@@ -54,7 +54,7 @@ def test_terminal_tables_read_well_at_80_columns(tmp_path: Path) -> None:
 
 def test_pipes_get_one_plain_line_per_artifact_with_every_field(tmp_path: Path) -> None:
     root = tree(tmp_path)
-    result = run_doctor("scan", str(root))
+    result = invoke("scan", str(root))
     assert not any(c in result.stdout for c in "┏━│┃─")
     lines = [line for line in result.stdout.splitlines() if line.startswith("path=")]
     assert len(lines) == 5
@@ -67,7 +67,7 @@ def test_pipes_get_one_plain_line_per_artifact_with_every_field(tmp_path: Path) 
 
 def test_dry_run_shows_the_plan_the_summary_and_the_next_step(tmp_path: Path) -> None:
     root = tree(tmp_path)
-    result = run_doctor("clean", "--dry-run", str(root))
+    result = invoke("clean", "--dry-run", str(root))
     assert result.returncode == 1
     assert result.stdout.count("outcome=would-remove") == 3
     assert "3 would-remove" in result.stdout
@@ -121,18 +121,18 @@ def test_wait_says_what_it_waits_for_on_stderr(tmp_path: Path) -> None:
 
 def test_quiet_keeps_the_summary_and_verbose_counts_processes(tmp_path: Path) -> None:
     root = tree(tmp_path)
-    quiet = run_doctor("scan", "-q", str(root))
+    quiet = invoke("scan", "-q", str(root))
     assert "path=" not in quiet.stdout
     assert "4 lock(s)" in quiet.stdout
     assert "journal-doctor clean" in quiet.stdout
-    verbose = run_doctor("scan", "-v", str(root))
+    verbose = invoke("scan", "-v", str(root))
     assert "processes examined:" in verbose.stderr
     assert "holders:" not in verbose.stderr
 
 
 def test_trials_fail_and_retry_together_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "j.log").write_bytes(OP)
-    result = run_doctor("trials", "--fail", "--retry", str(tmp_path / "j.log"))
+    result = invoke("trials", "--fail", "--retry", str(tmp_path / "j.log"))
     assert result.returncode == 2
     assert "--fail and --retry" in result.stderr
 
@@ -144,7 +144,7 @@ def test_shell_completion_is_offered() -> None:
     result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert "complete -o default -F" in result.stdout
-    assert "--install-completion" in run_doctor("--help").stdout
+    assert "--install-completion" in invoke("--help").stdout
 
 
 def test_an_unexpected_exception_is_one_line_and_exit_3() -> None:
@@ -183,7 +183,7 @@ def test_api_takes_one_path_or_many_and_names_outcomes_as_json_does(tmp_path: Pa
     assert len(journal_doctor.scan([tmp_path / "study-a", tmp_path / "study-b"]).locks) == 2
     report = journal_doctor.clean(tmp_path / "study-b", dry_run=True)
     assert [o.outcome.value for o in report.outcomes] == ["would-remove"]
-    document = json.loads(run_doctor("clean", "--dry-run", "--json", str(tmp_path)).stdout)
+    document = json.loads(invoke("clean", "--dry-run", "--json", str(tmp_path)).stdout)
     assert set(document["outcomes"][0]) >= set(report.outcomes[0]._fields)
 
 
@@ -203,7 +203,7 @@ def test_every_help_fits_80_columns_with_one_examples_block(command: str) -> Non
 
 
 def test_each_command_states_its_own_exit_codes() -> None:
-    codes = {c: run_doctor(c, "--help").stdout.split("Exit codes:", 1)[1] for c in COMMANDS}
+    codes = {c: invoke(c, "--help").stdout.split("Exit codes:", 1)[1] for c in COMMANDS}
     assert "1 one is damaged" in codes["check"]
     assert "1 one is" in codes["trials"]
     assert "RUNNING" in codes["trials"]
@@ -273,11 +273,11 @@ def journal_with_a_running_trial(tmp_path: Path) -> tuple[Path, str]:
 
 def test_check_and_trials_in_pipes_print_whole_logfmt_lines(tmp_path: Path) -> None:
     journal, worker = journal_with_a_running_trial(tmp_path)
-    checked = run_doctor("check", str(journal))
+    checked = invoke("check", str(journal))
     (line,) = checked.stdout.splitlines()
     assert line.startswith(f"journal={journal} health=healthy ")
     assert "trials=RUNNING:1" in line
-    listed = run_doctor("trials", str(journal))
+    listed = invoke("trials", str(journal))
     assert listed.returncode == 1
     trial, step, command = listed.stdout.splitlines()
     assert f"worker={worker} " in trial  # the whole id, nothing cut
@@ -290,7 +290,7 @@ def test_check_and_trials_in_pipes_print_whole_logfmt_lines(tmp_path: Path) -> N
 
 def test_check_json_lists_the_open_trials_it_counts(tmp_path: Path) -> None:
     journal, worker = journal_with_a_running_trial(tmp_path)
-    document = json.loads(run_doctor("check", "--json", str(journal)).stdout)
+    document = json.loads(invoke("check", "--json", str(journal)).stdout)
     (health,) = document["journals"]
     assert health["trials_by_state"]["RUNNING"] == 1
     (trial,) = health["open_trials"]
@@ -299,7 +299,7 @@ def test_check_json_lists_the_open_trials_it_counts(tmp_path: Path) -> None:
 
 def test_trials_fail_says_what_it_did_before_what_is_left(tmp_path: Path) -> None:
     journal, _ = journal_with_a_running_trial(tmp_path)
-    done = run_doctor("trials", "--fail", "--force", str(journal))
+    done = invoke("trials", "--fail", "--force", str(journal))
     assert done.returncode == 0, done.stderr
     action, left = done.stdout.splitlines()
     assert action.startswith("trial 0 of s: failed")
@@ -340,8 +340,8 @@ def test_ctrl_c_during_clean_wait_says_interrupted_and_keeps_the_lock(tmp_path: 
 
 
 def test_an_unknown_option_suggests_only_a_likely_typo() -> None:
-    assert "Possible options" not in run_doctor("scan", "--bogus").stderr
-    assert "--verbose" in run_doctor("scan", "--verbos").stderr
+    assert "Possible options" not in invoke("scan", "--bogus").stderr
+    assert "--verbose" in invoke("scan", "--verbos").stderr
 
 
 def test_watch_says_at_once_what_it_watches_and_ends_on_ctrl_c(tmp_path: Path) -> None:
@@ -365,9 +365,9 @@ def test_json_keys_are_present_only_with_what_was_collected(tmp_path: Path) -> N
     journal, _ = journal_with_a_running_trial(tmp_path)
     with journal.open("ab") as f:
         f.write(b'{"op_code":5,"worker')  # a torn tail: repair has something to plan
-    checked = json.loads(run_doctor("check", "--json", str(journal)).stdout)["journals"][0]
+    checked = json.loads(invoke("check", "--json", str(journal)).stdout)["journals"][0]
     assert len(checked["open_trials"]) == 1  # collected: the trial is listed
-    planned = json.loads(run_doctor("repair", "--dry-run", "--json", str(journal)).stdout)
+    planned = json.loads(invoke("repair", "--dry-run", "--json", str(journal)).stdout)
     (plan,) = planned["journals"]
     assert plan["before"]["trials_by_state"]["RUNNING"] == 1
     assert "open_trials" not in plan["before"]  # not collected there: absent, not []

@@ -17,7 +17,7 @@ import pytest
 
 from journal_doctor.journal.check import check_journal
 
-from helpers import PYTHON, age_path, run_doctor
+from helpers import PYTHON, age_path, invoke, run_doctor
 
 OP = b'{"op_code":0,"worker_id":"w-1","study_name":"s","directions":[0]}\n'
 TRIAL = b'{"op_code":4,"worker_id":"w-1","study_id":0,"datetime_start":"2026-01-01T00:00:00"}\n'
@@ -73,22 +73,23 @@ def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
     assert result.returncode in (0, 1, 2), (result.returncode, result.stderr)
 
 
+@pytest.mark.timeout(120)  # in process: a hang (a FIFO opened to block) fails here, not later
 def test_every_command_over_the_corpus(corpus: Path) -> None:
     entries = sorted(corpus.iterdir())
     targets = [str(p) for p in entries] + [str(corpus / "missing.log"), str(corpus)]
     for fmt in ((), ("--json",)):
-        no_traceback(run_doctor("scan", *fmt, str(corpus), timeout=60))
-        no_traceback(run_doctor("clean", "--dry-run", *fmt, str(corpus), timeout=60))
+        no_traceback(invoke("scan", *fmt, str(corpus)))
+        no_traceback(invoke("clean", "--dry-run", *fmt, str(corpus)))
         for target in targets:
             for command in (("check",), ("trials",), ("repair", "--dry-run")):
-                result = run_doctor(*command, *fmt, target, timeout=60)
+                result = invoke(*command, *fmt, target)
                 no_traceback(result)
                 if result.returncode == 2:
                     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     for target in targets:
-        no_traceback(run_doctor("repair", "--force", target, timeout=60))
-        no_traceback(run_doctor("trials", "--fail", target, timeout=60))
-    no_traceback(run_doctor("clean", "--force", str(corpus), timeout=60))
+        no_traceback(invoke("repair", "--force", target))
+        no_traceback(invoke("trials", "--fail", target))
+    no_traceback(invoke("clean", "--force", str(corpus)))
     # What is not an Optuna lock is still there.
     assert (corpus / "dir.log.lock").is_dir()
     assert stat.S_ISFIFO(os.lstat(corpus / "fifo.log.lock").st_mode)

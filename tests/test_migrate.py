@@ -4,6 +4,7 @@ here in temporary directories (a unix socket; a free loopback port), stopped aft
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import shutil
 import socket
@@ -256,6 +257,8 @@ def postgres() -> Iterator[str]:
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
     if not bins or os.geteuid() != 0 or shutil.which("runuser") is None:
         require("postgres", "PostgreSQL (apt-get install postgresql) and root are needed")
+    if importlib.util.find_spec("psycopg") is None:
+        require("postgres", "the psycopg driver is missing: pip install -e '.[postgres]'")
     bin_dir = bins[-1]
     # Not below pytest's own tmp directory: only root may enter that, and the server runs as
     # the postgres user (it refuses to run as root).
@@ -288,6 +291,8 @@ def mariadb() -> Iterator[str]:
     )
     if server is None or install is None or os.geteuid() != 0:
         require("mysql", "MariaDB (apt-get install mariadb-server) and root are needed")
+    if importlib.util.find_spec("pymysql") is None:
+        require("mysql", "the PyMySQL driver is missing: pip install -e '.[mysql]'")
     base = Path(tempfile.mkdtemp(prefix="jd-maria-"))
     shutil.chown(base, "mysql")
     data, sock = base / "data", base / "sock"
@@ -314,6 +319,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = shutil.which("redis-server")
     if server is None:
         require("redis", "redis-server is not installed (apt-get install redis-server)")
+    if importlib.util.find_spec("redis") is None:
+        require("redis", "the redis driver is missing: pip install -e '.[redis]'")
     port = free_port()
     directory = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen([server or "redis-server", "--port", str(port), "--bind",

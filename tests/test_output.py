@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import age_path, run_doctor
+from helpers import age_path, invoke
 
 HOSTILE = {
     "markup": "[bold red]study",
@@ -35,7 +35,7 @@ def test_hostile_names_print_literally_and_never_reach_the_terminal(
     tmp_path: Path, name: str
 ) -> None:
     make_stale_lock(tmp_path, name)
-    result = run_doctor("scan", str(tmp_path))
+    result = invoke("scan", str(tmp_path))
     assert result.returncode == 1
     assert "\x1b" not in result.stdout
     if name.startswith("[bold"):
@@ -48,9 +48,9 @@ def test_hostile_names_print_literally_and_never_reach_the_terminal(
 
 def test_invalid_utf8_name_prints_and_makes_valid_json(tmp_path: Path) -> None:
     make_stale_lock(tmp_path, b"caf\xe9.log")
-    human = run_doctor("scan", str(tmp_path))
+    human = invoke("scan", str(tmp_path))
     assert "caf\\xe9.log.lock" in human.stdout
-    result = run_doctor("scan", "--json", str(tmp_path))
+    result = invoke("scan", "--json", str(tmp_path))
     document = json.loads(result.stdout.encode("utf-8"))
     (lock,) = document["locks"]
     assert lock["path"].endswith("caf\\xe9.log.lock")
@@ -60,32 +60,32 @@ def test_invalid_utf8_name_prints_and_makes_valid_json(tmp_path: Path) -> None:
 
 def test_json_mode_prints_nothing_but_json(tmp_path: Path) -> None:
     make_stale_lock(tmp_path, "j.log")
-    result = run_doctor("scan", "--json", "-v", str(tmp_path))
+    result = invoke("scan", "--json", "-v", str(tmp_path))
     json.loads(result.stdout)  # the whole of stdout is one document
 
 
 def test_help_answers_questions() -> None:
-    top = run_doctor("--help")
+    top = invoke("--help")
     assert top.returncode == 0
     assert "journal-doctor clean --force --wait 60" in top.stdout
     for command in ("scan", "clean"):
-        page = run_doctor(command, "--help").stdout
+        page = invoke(command, "--help").stdout
         assert "--min-age" in page
         assert "--json" in page
         assert "Exit codes" in page
-    assert "--wait" in run_doctor("clean", "--help").stdout
+    assert "--wait" in invoke("clean", "--help").stdout
 
 
 def test_version() -> None:
     from journal_doctor import __version__
 
-    result = run_doctor("--version")
+    result = invoke("--version")
     assert result.stdout.strip() == f"journal-doctor {__version__}"
 
 
 def test_bad_option_is_usage_error() -> None:
-    assert run_doctor("scan", "--min-age", "soon").returncode == 2
-    assert run_doctor("scan", "--no-such-flag").returncode == 2
+    assert invoke("scan", "--min-age", "soon").returncode == 2
+    assert invoke("scan", "--no-such-flag").returncode == 2
 
 
 def test_other_lock_tools_files_are_not_optuna_locks(tmp_path: Path) -> None:
@@ -95,7 +95,7 @@ def test_other_lock_tools_files_are_not_optuna_locks(tmp_path: Path) -> None:
     (git / "index").write_bytes(b"DIRC\x00\x00\x00\x02")
     (git / "index.lock").touch()
     age_path(git / "index.lock", 60)
-    result = run_doctor("scan", "--json", str(tmp_path))
+    result = invoke("scan", "--json", str(tmp_path))
     assert json.loads(result.stdout)["locks"] == []
     assert result.returncode == 0
 
@@ -105,7 +105,7 @@ def test_something_else_at_a_journal_lock_name_is_kind_other(tmp_path: Path) -> 
     (tmp_path / "j.log.lock").mkdir()
     os.mkfifo(tmp_path / "k.log.lock")
     (tmp_path / "k.log").write_text("")
-    result = run_doctor("clean", "--force", "--json", "--min-age", "0", str(tmp_path))
+    result = invoke("clean", "--force", "--json", "--min-age", "0", str(tmp_path))
     document = json.loads(result.stdout)
     assert {lock["kind"] for lock in document["locks"]} == {"other"}
     assert {lock["verdict"] for lock in document["locks"]} == {"unknown"}

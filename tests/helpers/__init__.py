@@ -4,6 +4,7 @@ do, and the real CLI in a subprocess. Fixtures live in conftest.py; tests import
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -192,6 +193,27 @@ def run_doctor(
         timeout=timeout,
         env={**os.environ, "COLUMNS": "200"},
     )
+
+
+def invoke(*args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI in this process, where a process is not the point (parsing, output, exit codes,
+    refusals): no terminal on stdin, stdout or stderr. `run_doctor` where it is (a doctor
+    whose holders, signals or terminal are the test)."""
+    from journal_doctor.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code: object = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        stdin, sys.stdin = sys.stdin, io.StringIO("")
+        try:
+            main(list(args))
+        except SystemExit as done:
+            code = done.code
+        finally:
+            sys.stdin = stdin
+    returncode = code if isinstance(code, int) else 0
+    return subprocess.CompletedProcess(["journal-doctor", *args], returncode, out.getvalue(),
+                                       err.getvalue())  # fmt: skip
 
 
 def doctor_json(*args: str, cwd: Path | None = None) -> tuple[int, dict[str, object]]:
