@@ -15,51 +15,80 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from .actions.repair import RepairReport, repair
-    from .actions.trials import TrialsReport, fail_trials, list_trials
-    from .errors import DoctorError, LockLost, LockTimeout, NotAJournal, Refused, UsageError
+    from .actions.repair import FixAction, PlannedFix, RepairReport, repair
+    from .actions.trials import TrialAction, TrialOutcome, TrialsReport, fail_trials, list_trials
+    from .errors import (
+        DoctorError,
+        LockLost,
+        LockTimeout,
+        NoJournal,
+        NotAJournal,
+        Refused,
+        RepairRefused,
+        TrialsRefused,
+        UnprovenTrials,
+        UsageError,
+    )
     from .guard.storage import storage
-    from .journal.check import JournalHealth, check_journal
+    from .journal.check import Damage, JournalHealth, check_journal
+    from .journal.ops import Problem
+    from .journal.replay import OpenTrial
     from .locks.clean import clean
     from .locks.scan import scan
     from .model import (
+        Blindness,
         CleanReport,
+        Filesystem,
         Holder,
+        Identity,
         JournalReport,
+        JournalState,
+        Judgement,
+        LeftoverOrigin,
         LeftoverReport,
         LockKind,
+        LockObservation,
         LockReport,
         Outcome,
         OutcomeKind,
         Prognosis,
+        ScanProblem,
         ScanReport,
         TailHealth,
+        Thresholds,
+        Unseen,
         Verdict,
     )
+    from .protocol.record import HolderRecord, Liveness, RecordJudgement
 
 _WHERE = {
+    **{name: "actions.repair" for name in (
+        "FixAction", "PlannedFix", "RepairReport", "repair"
+    )},
+    **{name: "actions.trials" for name in (
+        "TrialAction", "TrialOutcome", "TrialsReport", "fail_trials", "list_trials"
+    )},
+    **{name: "errors" for name in (
+        "DoctorError", "LockLost", "LockTimeout", "NoJournal", "NotAJournal", "Refused",
+        "RepairRefused", "TrialsRefused", "UnprovenTrials", "UsageError"
+    )},
+    "storage": "guard.storage",
+    **{name: "journal.check" for name in (
+        "Damage", "JournalHealth", "check_journal"
+    )},
+    "Problem": "journal.ops",
+    "OpenTrial": "journal.replay",
     "clean": "locks.clean",
     "scan": "locks.scan",
-    "check_journal": "journal.check",
-    "JournalHealth": "journal.check",
-    "repair": "actions.repair",
-    "RepairReport": "actions.repair",
-    "list_trials": "actions.trials",
-    "fail_trials": "actions.trials",
-    "TrialsReport": "actions.trials",
-    "storage": "guard.storage",
-    **{
-        name: "errors"
-        for name in ("DoctorError", "LockLost", "LockTimeout", "NotAJournal", "Refused",
-                     "UsageError")
-    },
-    **{
-        name: "model"
-        for name in (
-            "CleanReport", "Holder", "JournalReport", "LeftoverReport", "LockKind", "LockReport",
-            "Outcome", "OutcomeKind", "Prognosis", "ScanReport", "TailHealth", "Verdict",
-        )
-    },
+    **{name: "model" for name in (
+        "Blindness", "CleanReport", "Filesystem", "Holder", "Identity", "JournalReport",
+        "JournalState", "Judgement", "LeftoverOrigin", "LeftoverReport", "LockKind",
+        "LockObservation", "LockReport", "Outcome", "OutcomeKind", "Prognosis", "ScanProblem",
+        "ScanReport", "TailHealth", "Thresholds", "Unseen", "Verdict"
+    )},
+    **{name: "protocol.record" for name in (
+        "HolderRecord", "Liveness", "RecordJudgement"
+    )},
 }  # fmt: skip
 
 
@@ -72,25 +101,49 @@ def __getattr__(name: str) -> Any:
 
 # Kept literal for linters; a test checks it lists exactly the lazy names.
 __all__ = [
+    "Blindness",
     "CleanReport",
+    "Damage",
     "DoctorError",
+    "Filesystem",
+    "FixAction",
     "Holder",
+    "HolderRecord",
+    "Identity",
     "JournalHealth",
     "JournalReport",
+    "JournalState",
+    "Judgement",
+    "LeftoverOrigin",
     "LeftoverReport",
+    "Liveness",
     "LockKind",
     "LockLost",
+    "LockObservation",
     "LockReport",
     "LockTimeout",
+    "NoJournal",
     "NotAJournal",
+    "OpenTrial",
     "Outcome",
     "OutcomeKind",
+    "PlannedFix",
+    "Problem",
     "Prognosis",
+    "RecordJudgement",
     "Refused",
+    "RepairRefused",
     "RepairReport",
+    "ScanProblem",
     "ScanReport",
     "TailHealth",
+    "Thresholds",
+    "TrialAction",
+    "TrialOutcome",
+    "TrialsRefused",
     "TrialsReport",
+    "UnprovenTrials",
+    "Unseen",
     "UsageError",
     "Verdict",
     "__version__",

@@ -36,6 +36,49 @@ class NotAJournal(UsageError):
     """The path is not an Optuna journal: not a regular file, or not JSON lines of Optuna ops."""
 
 
+class NoJournal(UsageError, FileNotFoundError):
+    """The journal does not exist: what every function taking a journal raises (exit 2). It is
+    a FileNotFoundError too, so `except FileNotFoundError` still catches it. `.path`."""
+
+    def __init__(self, path: str) -> None:
+        FileNotFoundError.__init__(self, errno.ENOENT, "no such journal", path)
+        self.path = path
+
+    def __str__(self) -> str:
+        return f"{self.path}: no such journal; give the path of an Optuna journal file"
+
+
+class RepairRefused(Refused):
+    """`repair` did not start, or stopped before touching the journal. `.journal`."""
+
+    def __init__(self, message: str, *, journal: str) -> None:
+        super().__init__(message)
+        self.journal = journal
+
+
+class TrialsRefused(Refused):
+    """`fail_trials` wrote nothing (a damaged journal, an unknown trial...). `.journal`."""
+
+    def __init__(self, message: str, *, journal: str) -> None:
+        super().__init__(message)
+        self.journal = journal
+
+
+class UnprovenTrials(TrialsRefused):
+    """RUNNING trials that no heartbeat proves abandoned: failing them takes the user's word
+    (`force=True`). A plain worker keeps no file open while it evaluates a trial, so nothing
+    else the doctor can see proves its worker gone. `.numbers`: those trials' numbers."""
+
+    def __init__(self, journal: str, numbers: tuple[int, ...]) -> None:
+        listed = ", ".join(str(n) for n in numbers)
+        super().__init__(
+            f"{journal}: trial(s) {listed} have no heartbeat; a worker may still be running"
+            " them: stop the workers first, or pass --force",
+            journal=journal,
+        )
+        self.numbers = numbers
+
+
 class LockTimeout(TimeoutError):
     """The guarded lock was not acquired within `timeout` seconds. The message names the lock,
     its holder and what would help; `.path` is the lock, `.waiting_on` who held it and why."""

@@ -27,6 +27,8 @@ class LockKind(str, enum.Enum):
 
 
 class LeftoverOrigin(str, enum.Enum):
+    """Who left a renamed lock behind: Optuna's release or the doctor's break, cut short."""
+
     OPTUNA_RELEASE = "optuna-release"  # <J>.lock<uuid>.rename: a release cut short
     DOCTOR_BREAK = "doctor-break"  # <J>.lock.journal-doctor-<hex>.break: our own break cut short
 

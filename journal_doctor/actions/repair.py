@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import BinaryIO, NamedTuple
 
-from ..errors import Refused
+from ..errors import NoJournal, RepairRefused
 from ..guard.lock import GuardedLock
 from ..journal.check import Damage, JournalHealth, check_journal, open_journal
 from ..journal.lines import iter_lines
@@ -38,11 +38,9 @@ from ..model import LockKind
 from .in_use import refuse_if_in_use
 
 
-class RepairRefused(Refused):
-    """Repair did not start, or stopped before touching the journal."""
-
-
 class FixAction(str, enum.Enum):
+    """What repair does with one piece of damage (`PlannedFix.action`)."""
+
     SALVAGE = "salvage"  # keep the complete op of a fused line, quarantine the fragment
     QUARANTINE = "quarantine"  # move the line to JOURNAL.quarantine
     TRUNCATE = "truncate"  # cut the torn tail (kept in quarantine)
@@ -111,7 +109,7 @@ def _backup_path(journal: str) -> tuple[str, int]:
         except FileExistsError:
             continue
         return path, fd
-    raise RepairRefused(f"{journal}: could not find a free backup name")
+    raise RepairRefused(f"{journal}: could not find a free backup name", journal=journal)
 
 
 def _copy(src_fd: int, dst_fd: int) -> None:
@@ -190,7 +188,8 @@ def _rewrite(src_fd: int, dst_fd: int, quarantine_fd: int, journal: str, backup:
             else:
                 raise RepairRefused(
                     f"{journal}: line {number} is {length} bytes long; it cannot be checked in"
-                    " bounded memory, so the doctor will not rewrite this journal."
+                    " bounded memory, so the doctor will not rewrite this journal.",
+                    journal=journal,
                 )
         out.flush()
         qfile.flush()
@@ -233,11 +232,11 @@ def repair(
     try:
         # Never through a symlink: the rename at the end would replace the link, not the file.
         before = check_journal(journal, follow_symlinks=False)
-    except FileNotFoundError:
-        raise RepairRefused(f"{journal}: no such journal") from None
+    except NoJournal:
+        raise
     except OSError as err:
         raise RepairRefused(
-            f"{journal}: {err.strerror or err}; give a regular journal file"
+            f"{journal}: {err.strerror or err}; give a regular journal file", journal=journal
         ) from None
     plan = plan_for(before)
     report = RepairReport(journal, before, plan, performed=False)
@@ -248,7 +247,7 @@ def repair(
     if dry_run:
         return report
     if not force and (confirm is None or not confirm(report)):
-        raise RepairRefused(f"{journal}: not repaired (not confirmed)")
+        raise RepairRefused(f"{journal}: not repaired (not confirmed)", journal=journal)
     # Again, after the question: time has passed; now an orphaned lock is broken too.
     orphan_kind = refuse_if_in_use(journal, st, "repair", break_orphaned=True)
     done = _perform(journal, st, orphan_kind or lock_kind, before_replace)
@@ -269,7 +268,8 @@ def _perform(
     lock = GuardedLock(journal, kind)
     if not lock.try_acquire():
         raise RepairRefused(
-            f"{lock.path}: a worker took the lock just now; stop the workers and retry."
+            f"{lock.path}: a worker took the lock just now; stop the workers and retry.",
+            journal=journal,
         )
     directory, name = os.path.split(journal)
     temp = os.path.join(directory, f".{name}.journal-doctor-{uuid.uuid4().hex}.tmp")
@@ -294,7 +294,9 @@ def _write_repaired(journal: str, st: os.stat_result, temp: str) -> tuple[str, s
     src_fd, locked_st = open_journal(journal, follow_symlinks=False)
     try:
         if (locked_st.st_dev, locked_st.st_ino) != (st.st_dev, st.st_ino):
-            raise RepairRefused(f"{journal}: replaced while the doctor looked at it; retry")
+            raise RepairRefused(
+                f"{journal}: replaced while the doctor looked at it; retry", journal=journal
+            )
         backup, backup_fd = _backup_path(journal)
         try:
             _copy(src_fd, backup_fd)
@@ -318,16 +320,21 @@ def _verify(journal: str, temp: str, backup: str) -> str:
     """The doctor's check and Optuna's own load agree that the rewritten journal is sound."""
     repaired = check_journal(temp)
     if not repaired.healthy:
-        raise RepairRefused(f"{journal}: the rewritten journal is still damaged; kept as is")
+        raise RepairRefused(
+            f"{journal}: the rewritten journal is still damaged; kept as is", journal=journal
+        )
     try:
         verified, counts = verify_with_optuna(temp)
     except Exception as err:  # Optuna's replay raises many types; all mean "not loadable"
         raise RepairRefused(
             f"{journal}: Optuna cannot load the rewritten journal ({type(err).__name__}:"
-            f" {err}); the journal is untouched, the backup is {backup}"
+            f" {err}); the journal is untouched, the backup is {backup}",
+            journal=journal,
         ) from None
     if counts.get("COMPLETE", 0) != repaired.trials_by_state["COMPLETE"]:
-        raise RepairRefused(f"{journal}: Optuna and the doctor disagree on COMPLETE trials")
+        raise RepairRefused(
+            f"{journal}: Optuna and the doctor disagree on COMPLETE trials", journal=journal
+        )
     return verified
 
 
@@ -342,7 +349,9 @@ def _same_journal_or_refuse(journal: str, expected: os.stat_result) -> None:
     try:
         now = os.lstat(journal)
     except FileNotFoundError:
-        raise RepairRefused(f"{journal}: vanished during the repair; nothing replaced") from None
+        raise RepairRefused(
+            f"{journal}: vanished during the repair; nothing replaced", journal=journal
+        ) from None
     same = (
         stat.S_ISREG(now.st_mode)
         and (now.st_dev, now.st_ino) == (expected.st_dev, expected.st_ino)
@@ -351,7 +360,8 @@ def _same_journal_or_refuse(journal: str, expected: os.stat_result) -> None:
     if not same:
         raise RepairRefused(
             f"{journal}: changed during the repair (replaced, turned into a symlink, or written"
-            " without the lock); nothing replaced"
+            " without the lock); nothing replaced",
+            journal=journal,
         )
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..errors import Refused
+from ..errors import TrialsRefused, UnprovenTrials
 from ..journal.check import JournalHealth, check_journal
 from ..journal.optuna_api import is_aware
 from ..journal.replay import OpenTrial
@@ -25,11 +25,9 @@ from ..model import LockKind
 from .in_use import lock_kind_of
 
 
-class TrialsRefused(Refused):
-    pass
-
-
 class TrialAction(str, enum.Enum):
+    """What `fail_trials` did with one trial (`TrialOutcome.action`)."""
+
     FAILED = "failed"
     RETRIED = "failed+enqueued"
     SKIPPED = "skipped"
@@ -81,21 +79,6 @@ def with_heartbeats(journal: str, health: JournalHealth) -> tuple[OpenTrial, ...
     )
 
 
-class UnprovenTrials(TrialsRefused):
-    """RUNNING trials that no heartbeat proves abandoned: failing them takes the user's word.
-    A plain worker does not keep the journal open while it evaluates a trial, so nothing else
-    the doctor can see proves its worker gone. `.trials` are those trials."""
-
-    def __init__(self, journal: str, trials: list[OpenTrial]) -> None:
-        numbers = ", ".join(str(t.number) for t in trials)
-        super().__init__(
-            f"{journal}: trial(s) {numbers} have no heartbeat; a worker may still be running"
-            " them: stop the workers first, or pass --force"
-        )
-        self.journal = journal
-        self.trials = trials
-
-
 Confirm = Callable[[TrialsReport, list[OpenTrial]], bool]
 
 
@@ -119,12 +102,13 @@ def fail_trials(
     report = list_trials(journal)
     if not report.health.healthy:
         raise TrialsRefused(
-            f"{journal}: damaged ({report.health.summary}) Repair it first: journal-doctor repair"
+            f"{journal}: damaged ({report.health.summary}) Repair it first: journal-doctor repair",
+            journal=journal,
         )
     running = [t for t in report.health.open_trials if t.state == "RUNNING"]
     unproven = [t for t in running if not t.evidence]
     if unproven and not force and not (confirm is not None and confirm(report, unproven)):
-        raise UnprovenTrials(journal, unproven)
+        raise UnprovenTrials(journal, tuple(t.number for t in unproven))
     if not running:
         return report
     with _guarded_storage(journal, lock_kind_of(journal, lock_kind)) as guarded:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..errors import DoctorError, UsageError, path_error
+from ..errors import DoctorError, NoJournal, path_error
 from ..model import LockKind
 
 if TYPE_CHECKING:
@@ -121,9 +121,7 @@ def journal_or_fail(path: str) -> None:
     try:
         os.lstat(path)
     except FileNotFoundError:
-        raise UsageError(
-            f"{path}: no such journal; give the path of an Optuna journal file"
-        ) from None
+        raise NoJournal(path) from None
     except OSError as err:
         raise DoctorError(path_error(path, err)) from None
 

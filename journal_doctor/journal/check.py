@@ -24,7 +24,7 @@ import re
 import stat
 from dataclasses import dataclass, field
 
-from ..errors import NotAJournal
+from ..errors import NoJournal, NotAJournal
 from ..fsio import open_nonblocking
 from ..model import Prognosis
 from .lines import MAX_LINE, LineReader, batch_bytes
@@ -85,6 +85,8 @@ def open_journal(path: str, follow_symlinks: bool = True) -> tuple[int, os.stat_
         flags |= os.O_NOFOLLOW
     try:
         fd = open_nonblocking(path, flags)
+    except FileNotFoundError:
+        raise NoJournal(path) from None
     except OSError as err:
         if err.errno == errno.ELOOP and not follow_symlinks:
             raise NotAJournal(

@@ -71,6 +71,8 @@ def is_journal_head(head: bytes) -> bool:
 
 
 class Problem(str, enum.Enum):
+    """What is wrong with one line of a journal (`Damage.problem`)."""
+
     TORN_TAIL = "torn-tail"  # bytes after the last newline
     FUSED = "fused"  # a fragment with a complete op glued on (salvageable)
     UNDECODABLE = "undecodable"  # JSONDecodeError: skipped when last, fatal when followed

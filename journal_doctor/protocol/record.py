@@ -274,6 +274,8 @@ def _me() -> tuple[str, float, str]:
 
 
 class Liveness(str, enum.Enum):
+    """What a holder record proves of its process (`RecordJudgement.liveness`)."""
+
     ALIVE = "alive"  # same host, same pid namespace: the very process runs
     STOPPED = "stopped"  # same: it is stopped (T/t): it holds, and cannot finish
     DEAD = "dead"  # proven: its pid is gone or reused, or the host rebooted
