@@ -213,9 +213,9 @@ class RunningTrials:
         finally:
             os.close(fd)
         return {
-            tid: (entry[0], worker_key(entry[3]))
+            tid: (entry.study_id, worker_key(entry.worker_id))
             for tid, entry in self.replay.open.items()
-            if entry[2] == RUNNING and entry[3]
+            if entry.state == RUNNING and entry.worker_id
         }
 
 

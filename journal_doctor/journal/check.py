@@ -28,11 +28,23 @@ from ..errors import NoJournal, NotAJournal
 from ..fsio import open_nonblocking
 from ..model import Prognosis
 from .lines import MAX_LINE, LineReader, batch_bytes
-from .ops import HEAD_BYTES, TRIAL_STATES, Problem, classify, is_journal_head, sound_op
+from .ops import (
+    CREATE_STUDY,
+    CREATE_TRIAL,
+    DELETE_STUDY,
+    HEAD_BYTES,
+    SET_TRIAL_STATE_VALUES,
+    TRIAL_STATES,
+    Problem,
+    classify,
+    is_journal_head,
+    sound_op,
+)
 from .replay import OpenTrial, Replay
 
 MAX_REPORTED = 1000  # damage entries kept in a report; all are counted
-_REPLAYED = frozenset({0, 1, 4, 6})  # the ops that change what check counts
+# The ops that change what check counts.
+_REPLAYED = frozenset({CREATE_STUDY, DELETE_STUDY, CREATE_TRIAL, SET_TRIAL_STATE_VALUES})
 _NUL_RUN = re.compile(rb"\x00+")
 
 

@@ -34,25 +34,40 @@ OP_NAMES = (
     "SET_TRIAL_SYSTEM_ATTR",
     "DISCARD_TRIALS",
 )
+# Optuna's `JournalOperation` codes, as plain ints: the hot path compares one per line.
+(
+    CREATE_STUDY,
+    DELETE_STUDY,
+    SET_STUDY_USER_ATTR,
+    SET_STUDY_SYSTEM_ATTR,
+    CREATE_TRIAL,
+    SET_TRIAL_PARAM,
+    SET_TRIAL_STATE_VALUES,
+    SET_TRIAL_INTERMEDIATE_VALUE,
+    SET_TRIAL_USER_ATTR,
+    SET_TRIAL_SYSTEM_ATTR,
+    DISCARD_TRIALS,
+) = range(len(OP_NAMES))
 # Keys whose absence makes Optuna's replay raise KeyError, by op code.
 REQUIRED_KEYS: dict[int, tuple[str, ...]] = {
-    0: ("worker_id", "study_name", "directions"),
-    1: ("worker_id", "study_id"),
-    2: ("worker_id", "study_id", "user_attr"),
-    3: ("worker_id", "study_id", "system_attr"),
-    4: ("worker_id", "study_id", "datetime_start"),
-    5: ("worker_id", "trial_id", "param_name", "param_value_internal", "distribution"),
-    6: ("worker_id", "trial_id", "state", "values"),
-    7: ("worker_id", "trial_id", "step", "intermediate_value"),
-    8: ("worker_id", "trial_id", "user_attr"),
-    9: ("worker_id", "trial_id", "system_attr"),
-    10: ("worker_id",),
-}
+    CREATE_STUDY: ("worker_id", "study_name", "directions"),
+    DELETE_STUDY: ("worker_id", "study_id"),
+    SET_STUDY_USER_ATTR: ("worker_id", "study_id", "user_attr"),
+    SET_STUDY_SYSTEM_ATTR: ("worker_id", "study_id", "system_attr"),
+    CREATE_TRIAL: ("worker_id", "study_id", "datetime_start"),
+    SET_TRIAL_PARAM: ("worker_id", "trial_id", "param_name", "param_value_internal",
+                      "distribution"),
+    SET_TRIAL_STATE_VALUES: ("worker_id", "trial_id", "state", "values"),
+    SET_TRIAL_INTERMEDIATE_VALUE: ("worker_id", "trial_id", "step", "intermediate_value"),
+    SET_TRIAL_USER_ATTR: ("worker_id", "trial_id", "user_attr"),
+    SET_TRIAL_SYSTEM_ATTR: ("worker_id", "trial_id", "system_attr"),
+    DISCARD_TRIALS: ("worker_id",),
+}  # fmt: skip
 # Frozen sets for the hot path: `REQUIRED_SETS[code] <= op.keys()` is one C call per line.
 REQUIRED_SETS = {code: frozenset(keys) for code, keys in REQUIRED_KEYS.items()}
 TRIAL_STATES = ("RUNNING", "COMPLETE", "PRUNED", "FAIL", "WAITING")
 RUNNING, COMPLETE, PRUNED, FAIL, WAITING = range(5)
-_FINISHED = (COMPLETE, PRUNED, FAIL)
+FINISHED = (COMPLETE, PRUNED, FAIL)
 # Where a complete op can start inside a fused line (compact or spaced JSON).
 _OP_START = re.compile(rb'\{\s*"op_code"\s*:')
 # Every Optuna version writes "op_code" as the first key of every op (`_write_log`), compact or
@@ -108,9 +123,9 @@ def _op_problem(value: Any) -> str | None:
     for key in REQUIRED_KEYS[code]:
         if key not in value:
             return f"{OP_NAMES[code]} without {key!r} (KeyError in replay)"
-    if code == 6 and value["state"] not in range(5):
+    if code == SET_TRIAL_STATE_VALUES and value["state"] not in _STATES:
         return f"unknown trial state {value['state']!r} (ValueError in replay)"
-    if code == 5:
+    if code == SET_TRIAL_PARAM:
         return _distribution_problem(value["distribution"])
     return None
 
@@ -134,7 +149,7 @@ def _distribution_problem(distribution: Any) -> str | None:
     return None
 
 
-_STATES = frozenset(range(5))
+_STATES = frozenset(range(len(TRIAL_STATES)))
 
 
 def sound_op(line: bytes) -> dict[str, Any] | None:
@@ -152,16 +167,16 @@ def sound_op(line: bytes) -> dict[str, Any] | None:
     required = REQUIRED_SETS.get(code)
     if required is None or not required <= op.keys():
         return None
-    if 5 <= code <= 6 and not _sound_detail(op, code):
+    if SET_TRIAL_PARAM <= code <= SET_TRIAL_STATE_VALUES and not _sound_detail(op, code):
         return None
     return op
 
 
 def _sound_detail(op: dict[str, Any], code: int) -> bool:
     """The per-op checks beyond required keys, for the two ops that have them."""
-    if code == 6:
+    if code == SET_TRIAL_STATE_VALUES:
         return op["state"] in _STATES
-    if code == 5:
+    if code == SET_TRIAL_PARAM:
         distribution = op["distribution"]
         return type(distribution) is str and (
             distribution in _SOUND_DISTRIBUTIONS or _distribution_problem(distribution) is None

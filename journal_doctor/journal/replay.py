@@ -5,9 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .ops import RUNNING, TRIAL_STATES, WAITING
-
-_FINISHED = (1, 2, 3)  # COMPLETE, PRUNED, FAIL
+from .ops import (
+    CREATE_STUDY,
+    CREATE_TRIAL,
+    DELETE_STUDY,
+    FINISHED,
+    RUNNING,
+    SET_TRIAL_STATE_VALUES,
+    TRIAL_STATES,
+    WAITING,
+)
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,20 @@ class OpenTrial:
     evidence: str = ""  # why it is abandoned, when a guarded worker's heartbeat proves it
 
 
+@dataclass(slots=True)
+class _Open:
+    """What the replay keeps of a trial while it is RUNNING or WAITING (mutable: a WAITING
+    trial is taken by a worker, which makes it RUNNING)."""
+
+    study_id: int
+    number: int
+    state: int
+    worker_id: str | None  # the worker running it; None while WAITING
+    datetime_start: str | None
+    line: int
+    created_by: str
+
+
 @dataclass
 class Replay:
     """What Optuna's replay would build, in a few bytes per trial."""
@@ -35,29 +56,29 @@ class Replay:
     alive: set[int] = field(default_factory=set)
     states: bytearray = field(default_factory=bytearray)
     trials_per_study: dict[int, int] = field(default_factory=dict)
-    open: dict[int, list[Any]] = field(default_factory=dict)  # trial id -> OpenTrial fields
+    open: dict[int, _Open] = field(default_factory=dict)  # trial id -> what an OpenTrial needs
     last_owned: dict[str, int] = field(default_factory=dict)  # worker -> trial it last ran
     # Details of open trials cost memory per RUNNING trial; `check` only needs their count.
     track_open: bool = True
 
     def apply(self, op: dict[str, Any], line: int) -> None:
         code = op["op_code"]
-        if code == 6:
+        if code == SET_TRIAL_STATE_VALUES:
             tid = op["trial_id"]
             if type(tid) is not int or not 0 <= tid < len(self.states):
                 return
             current, new = self.states[tid], op["state"]
-            if current in _FINISHED or (new == RUNNING and current == RUNNING):
+            if current in FINISHED or (new == RUNNING and current == RUNNING):
                 return
             self.states[tid] = new
-            if new in _FINISHED:
+            if new in FINISHED:
                 self.open.pop(tid, None)
             elif new == RUNNING and tid in self.open:
                 entry = self.open[tid]  # absent unless track_open
-                entry[2], entry[3] = RUNNING, op["worker_id"]
-                entry[4] = op.get("datetime_start", entry[4])
+                entry.state, entry.worker_id = RUNNING, op["worker_id"]
+                entry.datetime_start = op.get("datetime_start", entry.datetime_start)
                 self.last_owned[op["worker_id"]] = tid
-        elif code == 4:
+        elif code == CREATE_TRIAL:
             sid = op["study_id"]
             if sid not in self.alive:
                 return
@@ -70,32 +91,37 @@ class Replay:
             if self.track_open and state in (RUNNING, WAITING):
                 worker = op["worker_id"]
                 runner = worker if state == RUNNING else None
-                self.open[tid] = [sid, number, state, runner, op["datetime_start"], line, worker]
+                self.open[tid] = _Open(
+                    sid, number, state, runner, op["datetime_start"], line, worker
+                )
                 if state == RUNNING:
                     self.last_owned[worker] = tid
-        elif code == 0:
+        elif code == CREATE_STUDY:
             if op["study_name"] not in self.study_names:
                 sid = len(self.study_names)
                 self.study_names[op["study_name"]] = sid
                 self.alive.add(sid)
                 self.trials_per_study[sid] = 0
-        elif code == 1:
+        elif code == DELETE_STUDY:
             self.alive.discard(op["study_id"])
 
     def open_trials(self) -> tuple[OpenTrial, ...]:
         names = {sid: name for name, sid in self.study_names.items()}
         return tuple(
-            OpenTrial(
-                trial_id=tid,
-                study_id=sid,
-                study_name=names.get(sid, "?"),
-                number=number,
-                state=TRIAL_STATES[state],
-                worker_id=worker,
-                datetime_start=start,
-                line=line,
-                abandoned=state == RUNNING and self.last_owned.get(worker, tid) != tid,
-                created_by=creator,
-            )
-            for tid, (sid, number, state, worker, start, line, creator) in sorted(self.open.items())
+            self._open_trial(tid, entry, names) for tid, entry in sorted(self.open.items())
+        )
+
+    def _open_trial(self, tid: int, entry: _Open, names: dict[int, str]) -> OpenTrial:
+        running = entry.state == RUNNING
+        return OpenTrial(
+            trial_id=tid,
+            study_id=entry.study_id,
+            study_name=names.get(entry.study_id, "?"),
+            number=entry.number,
+            state=TRIAL_STATES[entry.state],
+            worker_id=entry.worker_id,
+            datetime_start=entry.datetime_start,
+            line=entry.line,
+            abandoned=running and self.last_owned.get(entry.worker_id or "", tid) != tid,
+            created_by=entry.created_by,
         )

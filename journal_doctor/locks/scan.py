@@ -21,6 +21,7 @@ from ..model import (
     ScanReport,
     Thresholds,
 )
+from ..protocol.record import hostname
 from .discover import (
     Candidate,
     JournalCandidate,
@@ -51,15 +52,6 @@ Progress = Callable[[ProgressEvent], None]
 
 def _no_progress(event: ProgressEvent) -> None:
     pass
-
-
-def hostname() -> str:
-    # os.uname() needs no import of socket (a few ms of every start-up).
-    if hasattr(os, "uname"):
-        return os.uname().nodename
-    import socket  # pragma: no cover - Windows
-
-    return socket.gethostname()
 
 
 def thresholds_or_fail(min_age: float, shared_min_age: float, shared: bool = False) -> Thresholds:

@@ -217,7 +217,12 @@ def pid_namespace() -> int:
 
 @cache
 def hostname() -> str:
-    return os.uname().nodename if hasattr(os, "uname") else "localhost"
+    # os.uname() needs no import of socket (a few ms of every start-up).
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket  # pragma: no cover - Windows
+
+    return socket.gethostname()
 
 
 def start_ticks(pid: int) -> int | None:
