@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, NamedTuple
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .protocol.record import HolderRecord, RecordJudgement
@@ -88,7 +89,8 @@ class Verdict(str, enum.Enum):
     UNKNOWN = "unknown"
 
 
-class Identity(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class Identity:
     """What makes a lock the very file that was judged (the break protocol compares these)."""
 
     device: int
@@ -98,7 +100,8 @@ class Identity(NamedTuple):
     target: str | None  # symlink target as stored, None for other kinds
 
 
-class Holder(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class Holder:
     """A live process with the journal open. Writers hold the lock; readers are only workers."""
 
     pid: int
@@ -114,13 +117,13 @@ class Holder(NamedTuple):
         return self.status in ("stopped", "tracing-stop")
 
 
-class HolderSurvey(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class HolderSurvey:
     """One pass over the process table, serving every lock of a scan."""
 
-    # Read-only after construction, so a shared empty default is safe.
-    holders_by_journal: Mapping[tuple[int, int], tuple[Holder, ...]] = {}
+    holders_by_journal: Mapping[tuple[int, int], tuple[Holder, ...]] = field(default_factory=dict)
     # uid -> number of that user's live processes whose open files could not be read.
-    uninspectable_by_uid: Mapping[int, int] = {}
+    uninspectable_by_uid: Mapping[int, int] = field(default_factory=dict)
     processes_examined: int = 0
 
     def holders_of(self, journal_key: tuple[int, int] | None) -> tuple[Holder, ...]:
@@ -129,7 +132,8 @@ class HolderSurvey(NamedTuple):
         return self.holders_by_journal.get(journal_key, ())
 
 
-class JournalState(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class JournalState:
     exists: bool
     size: int | None = None
     mtime: float | None = None
@@ -147,19 +151,22 @@ class JournalState(NamedTuple):
         return (self.device, self.inode)
 
 
-class Filesystem(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class Filesystem:
     type: str
     network: bool
 
 
-class Unseen(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class Unseen:
     """One reason holders may exist where this host cannot look, as a sentence for the reason."""
 
     blindness: Blindness
     sentence: str
 
 
-class LockObservation(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class LockObservation:
     """Everything seen of one lock, before any judgement."""
 
     path: str
@@ -185,7 +192,8 @@ class LockObservation(NamedTuple):
     record_judgement: RecordJudgement | None = None
 
 
-class JournalReport(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class JournalReport:
     """A journal found by the scan whose state will hurt the next worker."""
 
     path: str
@@ -198,13 +206,15 @@ MIN_AGE = 5.0  # seconds: a lock younger than this may belong to a write in flig
 SHARED_MIN_AGE = 30.0  # Optuna's own grace period: the same where holders are invisible
 
 
-class Thresholds(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class Thresholds:
     min_age: float = MIN_AGE
     shared_min_age: float = SHARED_MIN_AGE
     shared: bool = False  # --shared: every path as if other hosts used it
 
 
-class Judgement(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class Judgement:
     verdict: Verdict
     reason: str
     # True when the verdict can change by itself as time passes (a write in flight, a lock too
@@ -212,7 +222,8 @@ class Judgement(NamedTuple):
     transient: bool = False
 
 
-class LockReport(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class LockReport:
     observation: LockObservation
     holders: tuple[Holder, ...]  # writing: they hold the lock
     readers: tuple[Holder, ...]  # reading without the lock: live workers of the journal
@@ -227,7 +238,8 @@ class LockReport(NamedTuple):
         return self.judgement.verdict
 
 
-class LeftoverReport(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class LeftoverReport:
     path: str
     journal: str
     root: str
@@ -243,14 +255,16 @@ class LeftoverReport(NamedTuple):
         return self.judgement.verdict
 
 
-class ScanProblem(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class ScanProblem:
     """A path the scan could not read; the scan went on without it."""
 
     path: str
     message: str
 
 
-class ScanReport(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class ScanReport:
     roots: tuple[str, ...]
     host: str
     locks: tuple[LockReport, ...]
@@ -287,14 +301,16 @@ class OutcomeKind(str, enum.Enum):
     FAILED = "failed"
 
 
-class Outcome(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
     path: str
     outcome: OutcomeKind
     detail: str
     verdict: Verdict
 
 
-class CleanReport(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class CleanReport:
     scan: ScanReport
     outcomes: tuple[Outcome, ...]
     waited_seconds: float = 0.0

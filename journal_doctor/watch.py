@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from .errors import DoctorError
 from .locks.clean import clean
@@ -26,7 +26,8 @@ INTERVAL = 5.0
 _WATCHED = (Verdict.STUCK, Verdict.UNKNOWN)
 
 
-class WatchEvent(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class WatchEvent:
     time: float
     event: str  # removed, stuck, unknown, cleared, conflict, failed, unreadable, missing,
     #             trial-failed
@@ -57,9 +58,13 @@ def watch(
                 yield from _fail_stale_trials(root)
         for path, (event, verdict, reason) in current.items():
             if seen.get(path) != (event, verdict):
-                yield WatchEvent(time.time(), event, path, verdict, reason)
+                yield WatchEvent(
+                    time=time.time(), event=event, path=path, verdict=verdict, reason=reason
+                )
         for path in seen.keys() - current.keys():
-            yield WatchEvent(time.time(), "cleared", path, "", "no longer seen")
+            yield WatchEvent(
+                time=time.time(), event="cleared", path=path, verdict="", reason="no longer seen"
+            )
         seen = {path: (event, verdict) for path, (event, verdict, _) in current.items()}
         stop.wait(interval)
 
@@ -83,10 +88,20 @@ def _pass(
     for outcome in report.outcomes:
         verdict = outcome.verdict.value
         if outcome.outcome is OutcomeKind.REMOVED:
-            yield WatchEvent(time.time(), "removed", outcome.path, verdict, outcome.detail)
+            yield WatchEvent(
+                time=time.time(),
+                event="removed",
+                path=outcome.path,
+                verdict=verdict,
+                reason=outcome.detail,
+            )
         elif outcome.outcome in (OutcomeKind.CONFLICT, OutcomeKind.FAILED):
             yield WatchEvent(
-                time.time(), outcome.outcome.value, outcome.path, verdict, outcome.detail
+                time=time.time(),
+                event=outcome.outcome.value,
+                path=outcome.path,
+                verdict=verdict,
+                reason=outcome.detail,
             )
         elif outcome.verdict in _WATCHED:
             current[outcome.path] = (verdict, verdict, outcome.detail)
@@ -100,12 +115,15 @@ def _fail_stale_trials(root: str) -> Iterator[WatchEvent]:
         try:
             outcomes = fail_proven(journal)
         except (DoctorError, OSError) as err:
-            yield WatchEvent(time.time(), "unreadable", journal, "", str(err))
+            yield WatchEvent(
+                time=time.time(), event="unreadable", path=journal, verdict="", reason=str(err)
+            )
             continue
         for outcome in outcomes:
             if outcome.action is TrialAction.FAILED:
-                yield WatchEvent(time.time(), "trial-failed", journal, "",
-                                 f"trial {outcome.trial.number} of {outcome.trial.study_name}:"
+                yield WatchEvent(time=time.time(), event="trial-failed", path=journal, verdict="",
+                                 reason=f"trial {outcome.trial.number} of"
+                                 f" {outcome.trial.study_name}:"
                                  f" {outcome.trial.evidence}")  # fmt: skip
 
 

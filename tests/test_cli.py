@@ -4,6 +4,7 @@ pseudo-terminals; the fast paths call `cli.main` in-process."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -184,7 +185,7 @@ def test_api_takes_one_path_or_many_and_names_outcomes_as_json_does(tmp_path: Pa
     report = journal_doctor.clean(tmp_path / "study-b", dry_run=True)
     assert [o.outcome.value for o in report.outcomes] == ["would-remove"]
     document = json.loads(invoke("clean", "--dry-run", "--json", str(tmp_path)).stdout)
-    assert set(document["outcomes"][0]) >= set(report.outcomes[0]._fields)
+    assert set(document["outcomes"][0]) >= {f.name for f in dataclasses.fields(report.outcomes[0])}
 
 
 COMMANDS = ["scan", "clean", "watch", "check", "repair", "trials", "migrate", "demo"]

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -245,7 +246,7 @@ def other_hosts_stale_looking_lock(directory: Path, grace: float) -> Path:
     sidecar = Path(record_path(guard.path))
     record = parse(sidecar.read_bytes())
     assert record is not None
-    elsewhere = record._replace(pid_namespace=1, grace_period=grace,
+    elsewhere = replace(record, pid_namespace=1, grace_period=grace,
                                 lock_mtime_ns=os.lstat(lock).st_mtime_ns)  # fmt: skip
     sidecar.write_bytes(elsewhere.to_json(RECORD_SLOT))
     age_path(journal, 60)
@@ -268,7 +269,7 @@ def test_another_hosts_stale_looking_heartbeat_is_watched_before_it_is_believed(
     lock = other_hosts_stale_looking_lock(tmp_path, grace)
     journal = str(lock)[: -len(".lock")]
     observer = Observer()
-    seen = observer.observe_lock(LockCandidate(str(lock), journal, str(tmp_path)))
+    seen = observer.observe_lock(LockCandidate(path=str(lock), journal=journal, root=str(tmp_path)))
     assert seen is not None
     assert seen.record_judgement is not None
     assert seen.record_judgement.liveness is Liveness.STALE
@@ -292,7 +293,7 @@ def test_through_sshfs_another_hosts_holder_is_never_judged() -> None:
     through a FUSE network filesystem, another host's holder is unknown, whatever its beat."""
     from journal_doctor.protocol.record import Liveness, judge_record, this_process
 
-    elsewhere = this_process(token="t", interval=1.0, grace=1.0)._replace(pid_namespace=1)
+    elsewhere = replace(this_process(token="t", interval=1.0, grace=1.0), pid_namespace=1)
     stale = judge_record(elsewhere, time.time() - 60, time.time())
     assert stale.liveness is Liveness.STALE
     through = judge_record(elsewhere, time.time() - 60, time.time(), caching="fuse.sshfs")

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -283,8 +284,10 @@ def test_a_zombie_holder_is_dead_and_a_live_one_alive() -> None:
 
     child = subprocess.Popen([PYTHON, "-c", "import time; time.sleep(60)"])
     try:
-        record = this_process(token="t", interval=1, grace=5)._replace(
-            pid=child.pid, start_ticks=start_ticks(child.pid) or 0
+        record = replace(
+            this_process(token="t", interval=1, grace=5),
+            pid=child.pid,
+            start_ticks=start_ticks(child.pid) or 0,
         )
         assert judge_record(record, 0, 0).liveness is Liveness.ALIVE
         child.send_signal(signal.SIGSTOP)

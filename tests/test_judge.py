@@ -6,6 +6,8 @@ so their observations are injected here.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from journal_doctor.locks.judge import judge_leftover, judge_lock
@@ -27,13 +29,13 @@ from journal_doctor.model import (
     Verdict,
 )
 
-LOCAL = Filesystem("ext4", network=False)
-NFS = Filesystem("nfs4", network=True)
+LOCAL = Filesystem(type="ext4", network=False)
+NFS = Filesystem(type="nfs4", network=True)
 T = Thresholds(min_age=5, shared_min_age=30)
 
 
 def unseen(blindness: Blindness) -> tuple[Unseen, ...]:
-    return (Unseen(blindness, f"({blindness.value}: not seen)"),)
+    return (Unseen(blindness=blindness, sentence=f"({blindness.value}: not seen)"),)
 
 
 def lock(age: float = 60, fs: Filesystem = LOCAL, **changes: object) -> LockObservation:
@@ -41,7 +43,7 @@ def lock(age: float = 60, fs: Filesystem = LOCAL, **changes: object) -> LockObse
         path="/r/j.log.lock",
         journal="/r/j.log",
         root="/r",
-        identity=Identity(1, 2, 3, LockKind.SYMLINK, "j.log"),
+        identity=Identity(device=1, inode=2, mtime_ns=3, kind=LockKind.SYMLINK, target="j.log"),
         age_seconds=age,
         owner_uid=1000,
         owner="alice",
@@ -49,15 +51,25 @@ def lock(age: float = 60, fs: Filesystem = LOCAL, **changes: object) -> LockObse
         predates_boot=False,
         dangling=False,
         resolved_target="/r/j.log",
-        journal_state=JournalState(True, 10, 0.0, 1, 99, True),
+        journal_state=JournalState(
+            exists=True, size=10, mtime=0.0, device=1, inode=99, health=True
+        ),
         directory_key=(1, 1),
         unseen=unseen(Blindness.NETWORK_FS) if fs.network else (),
     )
-    return obs._replace(**changes)  # type: ignore[arg-type]
+    return replace(obs, **changes)  # type: ignore[arg-type]
 
 
 def holder(status: str = "running", pid: int = 4242, writing: bool = True) -> Holder:
-    return Holder(pid, "python", "alice", status, 0.0, "python train.py", writing)
+    return Holder(
+        pid=pid,
+        name="python",
+        user="alice",
+        status=status,
+        started=0.0,
+        cmdline="python train.py",
+        writing=writing,
+    )
 
 
 @pytest.mark.parametrize("status", ["running", "sleeping", "disk-sleep"])
@@ -139,7 +151,11 @@ def test_owner_processes_not_inspectable_is_unknown() -> None:
 
 
 def test_something_else_at_the_lock_name_is_never_orphaned() -> None:
-    obs = lock(age=10**6, identity=Identity(1, 2, 3, LockKind.OTHER, None), predates_boot=True)
+    obs = lock(
+        age=10**6,
+        identity=Identity(device=1, inode=2, mtime_ns=3, kind=LockKind.OTHER, target=None),
+        predates_boot=True,
+    )
     assert judge_lock(obs, (), 0, T).verdict is Verdict.UNKNOWN
 
 

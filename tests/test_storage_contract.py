@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -123,12 +124,13 @@ def test_heartbeats_are_per_trial_and_trials_applies_the_same_rule(tmp_path: Pat
 
 FINISHING = """
 import os, sys, time, optuna, journal_doctor
-journal, returning, go = sys.argv[1:]
+journal, evaluating, returning, go = sys.argv[1:]
 storage = journal_doctor.storage(journal, heartbeat_interval=0.2, grace_period=1.0)
 study = optuna.create_study(study_name="s", storage=storage)
 
 def objective(trial):
-    x = trial.suggest_float("x", 0, 1)
+    x = trial.suggest_float("x", 0, 1)  # written: nothing more to write until the result
+    open(evaluating, "w").close()
     while not os.path.exists(go):
         time.sleep(0.02)
     open(returning, "w").close()
@@ -144,11 +146,13 @@ def test_a_trial_whose_result_waits_for_the_lock_is_not_abandoned(tmp_path: Path
     written; that write may wait for the lock past a grace period (through sshfs a released
     lock looks held for 20 s). Meanwhile the trial is beaten on: no worker fails a trial
     that has a result (on the two-host bed one did, 2 runs in 8, before)."""
-    journal, returning, go = tmp_path / "j.log", tmp_path / "returning", tmp_path / "go"
-    worker = subprocess.Popen([PYTHON, "-c", FINISHING, str(journal), str(returning), str(go)])
+    journal, go = tmp_path / "j.log", tmp_path / "go"
+    evaluating, returning = tmp_path / "evaluating", tmp_path / "returning"
+    worker = subprocess.Popen([PYTHON, "-c", FINISHING, *map(str, (journal, evaluating, returning,
+                                                                  go))])  # fmt: skip
     guard = GuardedLock(str(journal), LockKind.SYMLINK, heartbeat_interval=0.2, grace_period=1.0)
     try:
-        assert poll(lambda: worker.poll() is None and running_trials(journal) == 1, 60)
+        assert poll(lambda: worker.poll() is None and evaluating.exists(), 60)
         assert guard.acquire()
         try:
             go.touch()
@@ -298,7 +302,7 @@ def a_dead_remote_holder(directory: Path) -> Path:
     then = time.time() - 60
     os.utime(lock, (then, then), follow_symlinks=False)  # taken a minute ago
     st = lock.lstat()
-    record = this_process(token="remote", interval=2.0, grace=10.0, target="j.log")._replace(
+    record = replace(this_process(token="remote", interval=2.0, grace=10.0, target="j.log"),
         host="container-1", pid_namespace=4026532999, pid=4242,
         lock_mtime=st.st_mtime_ns // 10**9, lock_mtime_ns=st.st_mtime_ns,
     )  # fmt: skip

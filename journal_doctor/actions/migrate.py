@@ -16,9 +16,10 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import zip_longest
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..errors import DoctorError, Interrupted, Refused, UsageError
 from ..journal.check import check_journal
@@ -38,12 +39,14 @@ DRIVERS = {  # URL scheme prefix -> (module, the extra that installs it)
 }
 
 
-class StudyCopy(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class StudyCopy:
     name: str
     trials_by_state: dict[str, int]
 
 
-class MigrateReport(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class MigrateReport:
     journal: str
     url: str
     studies: tuple[StudyCopy, ...]
@@ -165,9 +168,17 @@ def migrate(
     clash = sorted(set(names) & _target_names(url, dry_run))
     if clash:
         raise Refused(f"{url}: already has a study named {clash[0]!r}; nothing was copied.")
-    copies = tuple(StudyCopy(name, _by_state(source, name)) for name in names)
+    copies = tuple(StudyCopy(name=name, trials_by_state=_by_state(source, name)) for name in names)
     if dry_run:
-        return MigrateReport(journal, url, copies, False, None, storage_line(url), 0.0)
+        return MigrateReport(
+            journal=journal,
+            url=url,
+            studies=copies,
+            performed=False,
+            difference=None,
+            storage_line=storage_line(url),
+            elapsed_seconds=0.0,
+        )
     target = target_storage(url)
     counter = _Counter(sum(sum(c.trials_by_state.values()) for c in copies), progress)
     created: list[str] = []  # only these may be named for deletion: the target is shared
@@ -180,7 +191,15 @@ def migrate(
     # is read afresh, so what is compared is what the database really holds.
     difference = verify(source, url, names)
     elapsed = time.monotonic() - started
-    return MigrateReport(journal, url, copies, True, difference, storage_line(url), elapsed)
+    return MigrateReport(
+        journal=journal,
+        url=url,
+        studies=copies,
+        performed=True,
+        difference=difference,
+        storage_line=storage_line(url),
+        elapsed_seconds=elapsed,
+    )
 
 
 def _stopped(

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO
 
 from ..errors import NoJournal, RepairRefused
 from ..guard.lock import GuardedLock
@@ -254,7 +254,8 @@ def repair(
     return report._replace_with(done, check_journal(journal), time.monotonic() - started)
 
 
-class _Done(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class _Done:
     backup: str
     quarantine: str
     verified: str
@@ -286,7 +287,7 @@ def _perform(
         raise
     finally:
         lock.release()
-    return _Done(backup, quarantine, verified)
+    return _Done(backup=backup, quarantine=quarantine, verified=verified)
 
 
 def _write_repaired(journal: str, st: os.stat_result, temp: str) -> tuple[str, str, os.stat_result]:

@@ -33,6 +33,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
+from dataclasses import replace
 
 from ..journal.lines import iter_lines
 from ..journal.ops import RUNNING, classify, sound_op
@@ -125,7 +126,7 @@ class TrialHeartbeats:
             os.makedirs(self.directory, exist_ok=True)
             self._record = this_process(token=os.path.basename(self.path),
                                         interval=self.interval, grace=self.grace)  # fmt: skip
-        record = self._record._replace(heartbeat_at=time.time())
+        record = replace(self._record, heartbeat_at=time.time())
         # A new file renamed into place: a reader never sees half a record, and on NFS a
         # reader's open of the name meets the new file (close-to-open consistency).
         temp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"  # one per writer thread
@@ -250,7 +251,9 @@ class _Clock:
             except OSError:
                 device = -1
             filesystem = read_mount_table().by_device.get(device)
-            self._caching = caching_filesystem(*filesystem) if filesystem else ""
+            self._caching = (
+                caching_filesystem(filesystem.type, filesystem.network) if filesystem else ""
+            )
         return self._caching
 
     def judge(self, record: HolderRecord, beat: float) -> RecordJudgement:
@@ -277,9 +280,9 @@ def _judge_trial_beat(record: HolderRecord, beat: float, clock: _Clock) -> Recor
     if judged.liveness is not Liveness.ALIVE or judged.heartbeat_age <= record.grace_period:
         return judged
     return RecordJudgement(
-        Liveness.STALE,
-        judged.heartbeat_age,
-        f"its heartbeat is {judged.heartbeat_age:.1f}s old (> {record.grace_period:g}s), though"
+        liveness=Liveness.STALE,
+        heartbeat_age=judged.heartbeat_age,
+        why=f"its heartbeat is {judged.heartbeat_age:.1f}s old (> {record.grace_period:g}s), though"
         f" process {record.pid} lives: abandoned",
     )
 
@@ -311,7 +314,7 @@ def judge_trials(journal: str, running: Running) -> dict[int, RecordJudgement]:
         own = name != worker
         judged = _judge_trial_beat(record, beat, clock) if own else clock.judge(record, beat)
         beat_names[trial_id] = name
-        seen[trial_id] = Seen(record, judged, beat, time.monotonic())
+        seen[trial_id] = Seen(record=record, judged=judged, beat=beat, at=time.monotonic())
     return watch_all(seen, lambda trial_id: _beat_of(directory, beat_names[trial_id]))
 
 

@@ -33,6 +33,7 @@ import random
 import threading
 import time
 import uuid
+from dataclasses import replace
 
 from ..errors import LockLost, LockTimeout
 from ..locks.discover import LockCandidate
@@ -172,7 +173,7 @@ class GuardedLock:
             if self.kind is LockKind.SYMLINK:
                 os.symlink(self._target, self.path)
                 st = os.lstat(self.path)
-                record = self._template._replace(lock_mtime_ns=st.st_mtime_ns)
+                record = replace(self._template, lock_mtime_ns=st.st_mtime_ns)
                 self._bind_sidecar(st.st_mtime_ns)
             else:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
@@ -202,7 +203,7 @@ class GuardedLock:
     def _file_record(self) -> HolderRecord:
         """An open lock's record: it lives inside that very lock, one per acquisition."""
         now = time.time()
-        return self._template._replace(token=uuid.uuid4().hex, lock_target=None,
+        return replace(self._template, token=uuid.uuid4().hex, lock_target=None,
                                        acquired_at=now, heartbeat_at=now)  # fmt: skip
 
     def _break_if_dead(self) -> str | None:
@@ -237,7 +238,9 @@ class GuardedLock:
         from ..locks.scan import judge_all, survey_for
 
         observer = Observer()
-        observation = observer.observe_lock(LockCandidate(self.path, self.journal, self.path))
+        observation = observer.observe_lock(
+            LockCandidate(path=self.path, journal=self.journal, root=self.path)
+        )
         if observation is None:
             return None
         (observation,) = observer.watch_stale([observation])
@@ -349,7 +352,7 @@ class GuardedLock:
                 os.utime(self.journal)
             return
         assert self._record is not None
-        record = self._record._replace(heartbeat_at=time.time())
+        record = replace(self._record, heartbeat_at=time.time())
         fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             st = os.fstat(fd)
@@ -372,7 +375,7 @@ class GuardedLock:
         consistency covers only this pattern. Only the holder binds it; a reader that catches
         it half written or unbound judges the lock by its age (the cautious way)."""
         seconds = lock_mtime_ns // 1_000_000_000
-        record = self._template._replace(lock_mtime=seconds, lock_mtime_ns=lock_mtime_ns)
+        record = replace(self._template, lock_mtime=seconds, lock_mtime_ns=lock_mtime_ns)
         data = record.to_json(RECORD_SLOT)
         flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(record_path(self.path), flags, 0o644)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+from functools import partial
 
 from ..fsio import open_nonblocking
 from ..model import JournalState, Prognosis, TailHealth
@@ -67,9 +68,10 @@ def probe_journal(path: str) -> JournalState:
             alias = os.path.basename(os.path.realpath(path))
     except OSError:
         return JournalState(exists=False)
-    identity = (st.st_size, st.st_mtime, st.st_dev, st.st_ino)
+    found = partial(JournalState, exists=True, size=st.st_size, mtime=st.st_mtime,
+                    device=st.st_dev, inode=st.st_ino, alias=alias)  # fmt: skip
     if not stat.S_ISREG(st.st_mode):
-        return JournalState(True, *identity, health=TailHealth.NOT_A_FILE, alias=alias)
+        return found(health=TailHealth.NOT_A_FILE)
     head = tail = b""
     try:
         fd = open_nonblocking(path)
@@ -79,11 +81,11 @@ def probe_journal(path: str) -> JournalState:
         finally:
             os.close(fd)
     except OSError:
-        return JournalState(True, *identity, health=TailHealth.UNREADABLE, alias=alias)
+        return found(health=TailHealth.UNREADABLE)
     health, prognosis = judge_tail(tail, st.st_size)
     # This keeps `poetry.lock`, `.git/index.lock`, YAML and text logs out of the report.
     looks = not head or is_journal_head(head)
-    return JournalState(True, *identity, health, prognosis, looks, alias)
+    return found(health=health, prognosis=prognosis, looks_like_journal=looks)
 
 
 def is_journal_file(path: str) -> bool:

@@ -53,7 +53,9 @@ def intended(artifact: LockReport | LeftoverReport) -> Outcome:
     """What clean would do to one artifact: only an `orphaned` one is ever removed."""
     removable = artifact.verdict is Verdict.ORPHANED
     kind = OutcomeKind.WOULD_REMOVE if removable else OutcomeKind.KEPT
-    return Outcome(artifact.path, kind, artifact.judgement.reason, artifact.verdict)
+    return Outcome(
+        path=artifact.path, outcome=kind, detail=artifact.judgement.reason, verdict=artifact.verdict
+    )
 
 
 def plan(report: ScanReport) -> tuple[Outcome, ...]:
@@ -68,7 +70,9 @@ def _identity_of(st: os.stat_result, target: str | None) -> Identity:
         kind = LockKind.FILE
     else:
         kind = LockKind.OTHER
-    return Identity(st.st_dev, st.st_ino, st.st_mtime_ns, kind, target)
+    return Identity(
+        device=st.st_dev, inode=st.st_ino, mtime_ns=st.st_mtime_ns, kind=kind, target=target
+    )
 
 
 def _failure_advice(err: OSError, owner: str | None) -> str:
@@ -117,13 +121,28 @@ def break_lock(judged: LockReport, before_break: BeforeBreak | None = None) -> O
             private = doctor_break_name(name)
             removal = remove_if(name, private, _is_judged(obs.identity, dir_fd), dir_fd=dir_fd)
     except _DirectoryReplaced:
-        return Outcome(path, OutcomeKind.CONFLICT, _REPLACED, verdict)
+        return Outcome(path=path, outcome=OutcomeKind.CONFLICT, detail=_REPLACED, verdict=verdict)
     except FileNotFoundError as err:
-        return Outcome(path, OutcomeKind.GONE, f"Gone before the break ({err.strerror}).", verdict)
+        return Outcome(
+            path=path,
+            outcome=OutcomeKind.GONE,
+            detail=f"Gone before the break ({err.strerror}).",
+            verdict=verdict,
+        )
     except OSError as err:
-        return Outcome(path, OutcomeKind.FAILED, _failure_advice(err, obs.owner), verdict)
+        return Outcome(
+            path=path,
+            outcome=OutcomeKind.FAILED,
+            detail=_failure_advice(err, obs.owner),
+            verdict=verdict,
+        )
     kind, why = _BROKEN[removal]
-    return Outcome(path, kind, why.format(reason=judged.judgement.reason, private=private), verdict)
+    return Outcome(
+        path=path,
+        outcome=kind,
+        detail=why.format(reason=judged.judgement.reason, private=private),
+        verdict=verdict,
+    )
 
 
 _BROKEN = {
@@ -180,23 +199,40 @@ def remove_leftover(leftover: LeftoverReport, thresholds: Thresholds) -> Outcome
             age = time.time() - max(st.st_mtime, st.st_ctime)
             if (st.st_dev, st.st_ino) != (leftover.device, leftover.inode):
                 return Outcome(
-                    leftover.path, OutcomeKind.CONFLICT, "Changed since it was judged.", verdict
+                    path=leftover.path,
+                    outcome=OutcomeKind.CONFLICT,
+                    detail="Changed since it was judged.",
+                    verdict=verdict,
                 )
             if age < thresholds.min_age:
                 return Outcome(
-                    leftover.path,
-                    OutcomeKind.KEPT,
-                    "Renamed again since it was judged; a release may be in progress.",
-                    Verdict.RECENT,
+                    path=leftover.path,
+                    outcome=OutcomeKind.KEPT,
+                    detail="Renamed again since it was judged; a release may be in progress.",
+                    verdict=Verdict.RECENT,
                 )
             os.unlink(name, dir_fd=dir_fd)
-            return Outcome(leftover.path, OutcomeKind.REMOVED, leftover.judgement.reason, verdict)
+            return Outcome(
+                path=leftover.path,
+                outcome=OutcomeKind.REMOVED,
+                detail=leftover.judgement.reason,
+                verdict=verdict,
+            )
     except _DirectoryReplaced:
-        return Outcome(leftover.path, OutcomeKind.CONFLICT, _REPLACED, verdict)
+        return Outcome(
+            path=leftover.path, outcome=OutcomeKind.CONFLICT, detail=_REPLACED, verdict=verdict
+        )
     except FileNotFoundError:
-        return Outcome(leftover.path, OutcomeKind.GONE, "Already gone.", verdict)
+        return Outcome(
+            path=leftover.path, outcome=OutcomeKind.GONE, detail="Already gone.", verdict=verdict
+        )
     except OSError as err:
-        return Outcome(leftover.path, OutcomeKind.FAILED, _failure_advice(err, None), verdict)
+        return Outcome(
+            path=leftover.path,
+            outcome=OutcomeKind.FAILED,
+            detail=_failure_advice(err, None),
+            verdict=verdict,
+        )
 
 
 def rejudge(locks: Iterable[LockReport], thresholds: Thresholds) -> dict[str, LockReport | None]:
@@ -206,7 +242,9 @@ def rejudge(locks: Iterable[LockReport], thresholds: Thresholds) -> dict[str, Lo
     observations = []
     for lock in locks:
         obs = lock.observation
-        again = observer.observe_lock(LockCandidate(obs.path, obs.journal, obs.root))
+        again = observer.observe_lock(
+            LockCandidate(path=obs.path, journal=obs.journal, root=obs.root)
+        )
         fresh[obs.path] = None
         if again is not None:
             observations.append(again)
@@ -229,20 +267,31 @@ def execute(report: ScanReport, before_break: BeforeBreak | None = None) -> tupl
         again = fresh.get(lock.path)
         if again is None:
             outcomes.append(
-                Outcome(lock.path, OutcomeKind.GONE, "Released before the break.", lock.verdict)
+                Outcome(
+                    path=lock.path,
+                    outcome=OutcomeKind.GONE,
+                    detail="Released before the break.",
+                    verdict=lock.verdict,
+                )
             )
         elif again.observation.identity != lock.observation.identity:
             outcomes.append(
                 Outcome(
-                    lock.path,
-                    OutcomeKind.CONFLICT,
-                    "Changed since it was judged (released, and a new lock taken); left alone.",
-                    again.verdict,
+                    path=lock.path,
+                    outcome=OutcomeKind.CONFLICT,
+                    detail="Changed since it was judged (released, and a new lock taken); left"
+                    " alone.",
+                    verdict=again.verdict,
                 )
             )
         elif again.verdict is not Verdict.ORPHANED:
             outcomes.append(
-                Outcome(lock.path, OutcomeKind.KEPT, again.judgement.reason, again.verdict)
+                Outcome(
+                    path=lock.path,
+                    outcome=OutcomeKind.KEPT,
+                    detail=again.judgement.reason,
+                    verdict=again.verdict,
+                )
             )
         else:
             # Identity and verdict agree, so break the lock as judged (with the directory
@@ -301,4 +350,6 @@ def clean(
     has_work = any(o.outcome is OutcomeKind.WOULD_REMOVE for o in planned)
     go = has_work and not dry_run and (force or (confirm is not None and confirm(report, planned)))
     outcomes = execute(report, before_break) if go else planned
-    return CleanReport(report, outcomes, waited_seconds=waited, wait_timed_out=timed_out)
+    return CleanReport(
+        scan=report, outcomes=outcomes, waited_seconds=waited, wait_timed_out=timed_out
+    )

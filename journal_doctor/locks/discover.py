@@ -12,7 +12,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from ..errors import DoctorError, UsageError, os_error_advice, path_error
 from ..model import LeftoverOrigin, ScanProblem
@@ -30,20 +30,23 @@ _MAYBE_ARTIFACT = ".lock"
 JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal", ".ndjson")
 
 
-class LockCandidate(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class LockCandidate:
     path: str
     journal: str
     root: str
 
 
-class LeftoverCandidate(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class LeftoverCandidate:
     path: str
     journal: str
     origin: LeftoverOrigin
     root: str
 
 
-class JournalCandidate(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class JournalCandidate:
     """A regular file whose name a journal could have; its first bytes decide (observe)."""
 
     path: str
@@ -57,9 +60,9 @@ def classify_name(directory: str, name: str, root: str) -> Candidate | None:
     """Say what a directory entry is by its name alone, or None if it cannot be an artifact."""
     path = os.path.join(directory, name)
     if _MAYBE_ARTIFACT not in name:
-        return JournalCandidate(path, root) if name.endswith(JOURNAL_SUFFIXES) else None
+        return JournalCandidate(path=path, root=root) if name.endswith(JOURNAL_SUFFIXES) else None
     if name.endswith(LOCK_SUFFIX) and len(name) > len(LOCK_SUFFIX):
-        return LockCandidate(path, path[: -len(LOCK_SUFFIX)], root)
+        return LockCandidate(path=path, journal=path[: -len(LOCK_SUFFIX)], root=root)
     for pattern, origin in (
         (_OPTUNA_RELEASE, LeftoverOrigin.OPTUNA_RELEASE),
         (_DOCTOR_BREAK, LeftoverOrigin.DOCTOR_BREAK),
@@ -67,7 +70,10 @@ def classify_name(directory: str, name: str, root: str) -> Candidate | None:
         match = pattern.fullmatch(name)
         if match:
             return LeftoverCandidate(
-                path, os.path.join(directory, match.group("journal")), origin, root
+                path=path,
+                journal=os.path.join(directory, match.group("journal")),
+                origin=origin,
+                root=root,
             )
     return None
 
@@ -91,9 +97,9 @@ def _walk(root: str, on_problem: Callable[[ScanProblem], None]) -> Iterator[Cand
                         if entry.is_dir(follow_symlinks=False):
                             stack.append(entry.path)
                     except OSError as err:
-                        on_problem(ScanProblem(entry.path, os_error_advice(err)))
+                        on_problem(ScanProblem(path=entry.path, message=os_error_advice(err)))
         except OSError as err:
-            on_problem(ScanProblem(directory, os_error_advice(err)))
+            on_problem(ScanProblem(path=directory, message=os_error_advice(err)))
 
 
 def _classify_entry(directory: str, entry: os.DirEntry[str], root: str) -> Candidate | None:
@@ -108,12 +114,12 @@ def _classify_entry(directory: str, entry: os.DirEntry[str], root: str) -> Candi
 
 def _artifacts_of_journal(journal: str, root: str) -> Iterator[Candidate]:
     """A journal given directly: the journal, its lock and the leftovers beside it."""
-    yield JournalCandidate(journal, root)
+    yield JournalCandidate(path=journal, root=root)
     directory, base = os.path.split(journal)
     directory = directory or "."
     lock = lock_path(journal)
     if os.path.lexists(lock):
-        yield LockCandidate(lock, journal, root)
+        yield LockCandidate(path=lock, journal=journal, root=root)
     try:
         with os.scandir(directory) as entries:
             for entry in entries:

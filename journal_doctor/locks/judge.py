@@ -8,6 +8,8 @@ grace period, `--shared-min-age`) decides it. A lock that cannot be read is `unk
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..model import (
     OTHER_HOSTS,
     Blindness,
@@ -54,8 +56,9 @@ def judge_lock(
     """
     judgement = _judge(observation, holders, uninspectable, thresholds)
     if observation.dangling and observation.identity.target is not None:
-        judgement = judgement._replace(
-            reason=judgement.reason + DANGLING_NOTE.format(target=observation.identity.target)
+        judgement = replace(
+            judgement,
+            reason=judgement.reason + DANGLING_NOTE.format(target=observation.identity.target),
         )
     return judgement
 
@@ -68,15 +71,16 @@ def _judge(
 ) -> Judgement:
     if obs.unreadable is not None:
         return Judgement(
-            Verdict.UNKNOWN,
-            f"The lock cannot be read here ({obs.unreadable}); its holder cannot be judged, and"
-            " Optuna's waiters may wait on it forever.",
+            verdict=Verdict.UNKNOWN,
+            reason=f"The lock cannot be read here ({obs.unreadable}); its holder cannot be judged,"
+            " and Optuna's waiters may wait on it forever.",
         )
     if obs.identity.kind is LockKind.OTHER:
         return Judgement(
-            Verdict.UNKNOWN,
-            "Something that is not an Optuna lock stands at this name and blocks every worker;"
-            " the doctor never removes it: look at it and remove it by hand if it is stale.",
+            verdict=Verdict.UNKNOWN,
+            reason="Something that is not an Optuna lock stands at this name and blocks every"
+            " worker; the doctor never removes it: look at it and remove it by hand if it is"
+            " stale.",
         )
     # A live writer comes first, even before the boot-time rule: whatever the lock's history,
     # removing it while something writes the journal would let a second writer in.
@@ -87,29 +91,29 @@ def _judge(
     blind = {unseen.blindness for unseen in obs.unseen}
     if obs.predates_boot and not blind.intersection(OTHER_HOSTS):
         return Judgement(
-            Verdict.ORPHANED,
-            f"Made before this machine's last boot ({human_age(obs.age_seconds)} old) on a local"
-            " filesystem: its holder cannot be alive.",
+            verdict=Verdict.ORPHANED,
+            reason=f"Made before this machine's last boot ({human_age(obs.age_seconds)} old) on a"
+            " local filesystem: its holder cannot be alive.",
         )
     if uninspectable:
         return Judgement(
-            Verdict.UNKNOWN,
-            f"{uninspectable} live process(es) of {obs.owner}, who owns the lock, could not be"
-            f" inspected; run the doctor as {obs.owner} or as root to decide.",
+            verdict=Verdict.UNKNOWN,
+            reason=f"{uninspectable} live process(es) of {obs.owner}, who owns the lock, could not"
+            f" be inspected; run the doctor as {obs.owner} or as root to decide.",
         )
     if obs.unseen:
         return _judge_unseen(obs, thresholds)
     age = human_age(obs.age_seconds)
     if obs.age_seconds < thresholds.min_age:
         return Judgement(
-            Verdict.RECENT,
-            f"No holder seen, but only {age} old (< --min-age {limit(thresholds.min_age)}): a"
-            " write may be in flight.",
+            verdict=Verdict.RECENT,
+            reason=f"No holder seen, but only {age} old (< --min-age {limit(thresholds.min_age)}):"
+            " a write may be in flight.",
             transient=True,
         )
     return Judgement(
-        Verdict.ORPHANED,
-        f"No live process holds the journal open for writing, and the lock is {age} old.",
+        verdict=Verdict.ORPHANED,
+        reason=f"No live process holds the journal open for writing, and the lock is {age} old.",
     )
 
 
@@ -117,14 +121,14 @@ def _judge_holders(holders: tuple[Holder, ...]) -> Judgement:
     running = tuple(h for h in holders if not h.stopped)
     if running:
         return Judgement(
-            Verdict.ACTIVE,
-            f"Process {processes(running)} is writing the journal: a write is in flight.",
+            verdict=Verdict.ACTIVE,
+            reason=f"Process {processes(running)} is writing the journal: a write is in flight.",
             transient=True,
         )
     pid = holders[0].pid
     return Judgement(
-        Verdict.STUCK,
-        f"Process {processes(holders)} holds the journal open for writing but is stopped;"
+        verdict=Verdict.STUCK,
+        reason=f"Process {processes(holders)} holds the journal open for writing but is stopped;"
         f" continue it with `kill -CONT {pid}` (or `fg`) or end it with `kill {pid}`.",
     )
 
@@ -134,23 +138,24 @@ def _judge_record(record: HolderRecord, judged: RecordJudgement) -> Judgement:
     who = record.who
     if judged.liveness in (Liveness.DEAD, Liveness.STALE):
         return Judgement(
-            Verdict.ORPHANED, f"Held by {who} per its holder record, but {judged.why}: dead."
+            verdict=Verdict.ORPHANED,
+            reason=f"Held by {who} per its holder record, but {judged.why}: dead.",
         )
     if judged.liveness is Liveness.UNKNOWN:
         return Judgement(
-            Verdict.UNKNOWN,
-            f"Held by {who} per its holder record, but {judged.why}. To decide: free some"
+            verdict=Verdict.UNKNOWN,
+            reason=f"Held by {who} per its holder record, but {judged.why}. To decide: free some"
             " space there, or run journal-doctor where it can create a file; or wait.",
             transient=True,
         )
     if judged.liveness is Liveness.STOPPED:
         return Judgement(
-            Verdict.STUCK,
-            f"Held by {who}, which is stopped; continue it with `kill -CONT {record.pid}` or end"
-            f" it with `kill {record.pid}`.",
+            verdict=Verdict.STUCK,
+            reason=f"Held by {who}, which is stopped; continue it with `kill -CONT {record.pid}`"
+            f" or end it with `kill {record.pid}`.",
         )
     where = "alive" if judged.liveness is Liveness.ALIVE else judged.why
-    return Judgement(Verdict.ACTIVE, f"Held by {who}: {where}.", transient=True)
+    return Judgement(verdict=Verdict.ACTIVE, reason=f"Held by {who}: {where}.", transient=True)
 
 
 def _judge_unseen(obs: LockObservation, thresholds: Thresholds) -> Judgement:
@@ -161,15 +166,15 @@ def _judge_unseen(obs: LockObservation, thresholds: Thresholds) -> Judgement:
     if obs.age_seconds < thresholds.shared_min_age:
         deciders = dict.fromkeys(DECIDERS[unseen.blindness] for unseen in obs.unseen)
         return Judgement(
-            Verdict.UNKNOWN,
-            f"No holder seen here, but {not_seen}; and the lock is only {age} old"
+            verdict=Verdict.UNKNOWN,
+            reason=f"No holder seen here, but {not_seen}; and the lock is only {age} old"
             f" (< --shared-min-age {limit(thresholds.shared_min_age)}). To decide:"
             f" {'; or '.join(deciders)}; or wait.",
             transient=True,
         )
     return Judgement(
-        Verdict.ORPHANED,
-        f"No process seen here holds the journal, and at {age} the lock is older than"
+        verdict=Verdict.ORPHANED,
+        reason=f"No process seen here holds the journal, and at {age} the lock is older than"
         f" --shared-min-age ({limit(thresholds.shared_min_age)}, Optuna's grace period), though"
         f" {not_seen}.",
     )
@@ -180,11 +185,12 @@ def judge_leftover(origin: LeftoverOrigin, age_seconds: float, thresholds: Thres
     who = "Optuna's release" if origin is LeftoverOrigin.OPTUNA_RELEASE else "a doctor's break"
     if age_seconds < thresholds.min_age:
         return Judgement(
-            Verdict.RECENT,
-            f"Renamed {human_age(age_seconds)} ago: {who} in progress may still remove it.",
+            verdict=Verdict.RECENT,
+            reason=f"Renamed {human_age(age_seconds)} ago: {who} in progress may still remove it.",
             transient=True,
         )
     return Judgement(
-        Verdict.ORPHANED,
-        f"Left by {who} cut short {human_age(age_seconds)} ago; it blocks nobody, safe to remove.",
+        verdict=Verdict.ORPHANED,
+        reason=f"Left by {who} cut short {human_age(age_seconds)} ago; it blocks nobody, safe to"
+        " remove.",
     )

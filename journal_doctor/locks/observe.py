@@ -11,6 +11,7 @@ import os
 import stat
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
@@ -142,7 +143,9 @@ class Observer:
             path=candidate.path,
             journal=candidate.journal,
             root=candidate.root,
-            identity=Identity(st.st_dev, st.st_ino, st.st_mtime_ns, kind, target),
+            identity=Identity(
+                device=st.st_dev, inode=st.st_ino, mtime_ns=st.st_mtime_ns, kind=kind, target=target
+            ),
             age_seconds=age,
             owner_uid=st.st_uid,
             owner=user_name(st.st_uid),
@@ -166,7 +169,7 @@ class Observer:
         if not to_watch(seen):
             return list(observations)
         judged = watch_all(seen, lambda path: self._beat_now(path, seen[path].record.token))
-        return [obs._replace(record_judgement=judged.get(obs.path, obs.record_judgement))
+        return [replace(obs, record_judgement=judged.get(obs.path, obs.record_judgement))
                 for obs in observations]  # fmt: skip
 
     def stale_to_watch(self, observations: Sequence[LockObservation]) -> int:
@@ -174,11 +177,17 @@ class Observer:
 
     def _seen(self, observations: Sequence[LockObservation]) -> dict[str, Seen]:
         return {
-            obs.path: Seen(obs.record, obs.record_judgement, *self._beats[obs.path])
+            obs.path: Seen(
+                record=obs.record,
+                judged=obs.record_judgement,
+                beat=self._beats[obs.path][0],
+                at=self._beats[obs.path][1],
+            )
             for obs in observations
-            if obs.record is not None and obs.record_judgement is not None
+            if obs.record is not None
+            and obs.record_judgement is not None
             and obs.path in self._beats
-        }  # fmt: skip
+        }
 
     @staticmethod
     def _beat_now(path: str, token: str) -> float | None:
@@ -217,7 +226,7 @@ class Observer:
         if now is None:
             why = (f"the filesystem's clock could not be read (nothing can be created in"
                    f" {directory}), so the lock's age is not known")  # fmt: skip
-            return 0.0, (*unseen, Unseen(Blindness.NO_CLOCK, why))
+            return 0.0, (*unseen, Unseen(blindness=Blindness.NO_CLOCK, sentence=why))
         return max(0.0, now - max(st.st_mtime, st.st_ctime)), unseen
 
     def _filesystem_now(self, directory: str) -> float | None:
@@ -248,7 +257,7 @@ class Observer:
             path=candidate.path,
             journal=candidate.journal,
             root=candidate.root,
-            identity=Identity(0, 0, 0, LockKind.OTHER, None),
+            identity=Identity(device=0, inode=0, mtime_ns=0, kind=LockKind.OTHER, target=None),
             age_seconds=0.0,
             owner_uid=-1,
             owner="?",

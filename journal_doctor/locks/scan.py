@@ -6,7 +6,8 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from ..model import (
@@ -39,7 +40,8 @@ if TYPE_CHECKING:
 # lock (the common case in a job script) never loads them, and start-up is a measured goal.
 
 
-class ProgressEvent(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class ProgressEvent:
     """Reported to the caller's progress callback; the core itself never prints."""
 
     stage: str  # "discovered", "watching heartbeats", "processes examined", "judged"
@@ -109,7 +111,12 @@ def judge_all(
         readers = tuple(h for h in everyone if not h.writing)
         uninspectable = survey.uninspectable_by_uid.get(obs.owner_uid, 0)
         reports.append(
-            LockReport(obs, writers, readers, judge_lock(obs, writers, uninspectable, thresholds))
+            LockReport(
+                observation=obs,
+                holders=writers,
+                readers=readers,
+                judgement=judge_lock(obs, writers, uninspectable, thresholds),
+            )
         )
     return tuple(reports)
 
@@ -137,17 +144,21 @@ def scan(
     problems: list[ScanProblem] = []
     # Sorted, so that reports and JSON are stable from one run to the next.
     candidates = sorted(discover(roots, problems.append), key=lambda c: c.path)
-    notify(ProgressEvent("discovered", len(candidates)))
+    notify(ProgressEvent(stage="discovered", total=len(candidates)))
     journal_candidates = [c for c in candidates if isinstance(c, JournalCandidate)]
     observer, observations, leftovers = _observe_all(candidates, shared, thresholds, problems)
     stale = observer.stale_to_watch(observations) if observer is not None else 0
     if observer is not None and stale:
-        notify(ProgressEvent("watching heartbeats", stale, "of other hosts that look stale"))
+        notify(
+            ProgressEvent(
+                stage="watching heartbeats", total=stale, detail="of other hosts that look stale"
+            )
+        )
         observations = observer.watch_stale(observations)
     survey = survey_for(observations) if observations else HolderSurvey()
-    notify(ProgressEvent("processes examined", survey.processes_examined))
+    notify(ProgressEvent(stage="processes examined", total=survey.processes_examined))
     locks = judge_all(observations, survey, thresholds) if observations else ()
-    notify(ProgressEvent("judged", len(locks) + len(leftovers)))
+    notify(ProgressEvent(stage="judged", total=len(locks) + len(leftovers)))
     return ScanReport(
         roots=tuple(root for root, _ in roots),
         host=hostname(),
@@ -190,7 +201,7 @@ def _observe_all(
                 if leftover is not None:
                     leftovers.append(leftover)
         except OSError as err:
-            problems.append(ScanProblem(candidate.path, err.strerror or str(err)))
+            problems.append(ScanProblem(path=candidate.path, message=err.strerror or str(err)))
     return observer, observations, leftovers
 
 
@@ -210,7 +221,9 @@ def damaged_journals(
     for obs in observations:
         state = obs.journal_state
         if state.looks_like_journal and state.health.hurts:
-            found[obs.journal] = JournalReport(obs.journal, obs.root, state.health, state.prognosis)
+            found[obs.journal] = JournalReport(
+                path=obs.journal, root=obs.root, health=state.health, prognosis=state.prognosis
+            )
     probed = {obs.journal for obs in observations}
     if candidates:
         from ..journal.probe import probe_journal
@@ -221,7 +234,10 @@ def damaged_journals(
         state = probe_journal(candidate.path)
         if state.looks_like_journal and state.health.hurts:
             found[candidate.path] = JournalReport(
-                candidate.path, candidate.root, state.health, state.prognosis
+                path=candidate.path,
+                root=candidate.root,
+                health=state.health,
+                prognosis=state.prognosis,
             )
     return tuple(found[path] for path in sorted(found))
 

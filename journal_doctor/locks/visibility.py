@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from ..model import Blindness, Filesystem, Unseen
 
@@ -47,7 +47,8 @@ def is_network_filesystem(fs_type: str) -> bool:
     return fs_type.startswith("fuse") and fs_type not in LOCAL_FUSE
 
 
-class Export(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class Export:
     path: str
     server: str  # "kernel NFS", "Samba", "nfs-ganesha"
 
@@ -70,7 +71,7 @@ def _nfs_exports() -> Iterator[Export]:
         for line in _read_lines(table):
             line = line.strip()
             if line and not line.startswith("#"):
-                yield Export(_unescape_octal(line.split()[0]), f"kernel NFS ({table})")
+                yield Export(path=_unescape_octal(line.split()[0]), server=f"kernel NFS ({table})")
 
 
 _SAMBA_PATH = re.compile(r"^\s*path\s*=\s*(.+?)\s*$", re.IGNORECASE)
@@ -81,14 +82,14 @@ def _samba_exports() -> Iterator[Export]:
     for line in _read_lines(SAMBA_CONFIG):
         match = _SAMBA_PATH.match(line)
         if match and not line.lstrip().startswith(("#", ";")):
-            yield Export(match.group(1), f"Samba ({SAMBA_CONFIG})")
+            yield Export(path=match.group(1), server=f"Samba ({SAMBA_CONFIG})")
 
 
 def _ganesha_exports() -> Iterator[Export]:
     for line in _read_lines(GANESHA_CONFIG):
         if not line.lstrip().startswith("#"):
             for match in _GANESHA_PATH.finditer(line):
-                yield Export(match.group(1).strip(), f"nfs-ganesha ({GANESHA_CONFIG})")
+                yield Export(path=match.group(1).strip(), server=f"nfs-ganesha ({GANESHA_CONFIG})")
 
 
 def exports() -> tuple[Export, ...]:
@@ -108,7 +109,8 @@ def in_container() -> bool:
         return True
 
 
-class MountTable(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class MountTable:
     by_device: dict[int, Filesystem]
     proc_hides_processes: bool  # /proc mounted with hidepid (other users' processes hidden)
 
@@ -127,13 +129,15 @@ def read_mount_table() -> MountTable:
         except (IndexError, ValueError):
             continue
         device = os.makedev(int(major), int(minor))
-        by_device.setdefault(device, Filesystem(fs_type, is_network_filesystem(fs_type)))
+        by_device.setdefault(
+            device, Filesystem(type=fs_type, network=is_network_filesystem(fs_type))
+        )
         if fs_type == "proc" and fields[4] == "/":
             hides = any(
                 option.startswith("hidepid=") and option not in ("hidepid=0", "hidepid=off")
                 for option in super_options.split(",")
             )
-    return MountTable(by_device, hides)
+    return MountTable(by_device=by_device, proc_hides_processes=hides)
 
 
 class Sight:
@@ -148,7 +152,7 @@ class Sight:
 
     def filesystem(self, device: int) -> Filesystem:
         # Not in the table (not Linux, or a mount made after the read): fail closed.
-        return self.mounts.by_device.get(device, Filesystem("unknown", network=True))
+        return self.mounts.by_device.get(device, Filesystem(type="unknown", network=True))
 
     def export_of(self, directory: str) -> Export | None:
         if not self.exports:
@@ -162,24 +166,24 @@ class Sight:
     def unseen(self, directory: str, filesystem: Filesystem) -> tuple[Unseen, ...]:
         found: list[Unseen] = []
         if filesystem.network:
-            found.append(Unseen(Blindness.NETWORK_FS,
-                                f"it is on a network filesystem ({filesystem.type}), where holders"
-                                " on other hosts cannot be seen"))  # fmt: skip
+            found.append(Unseen(blindness=Blindness.NETWORK_FS,
+                                sentence=f"it is on a network filesystem ({filesystem.type}),"
+                                " where holders on other hosts cannot be seen"))  # fmt: skip
         export = self.export_of(directory)
         if export is not None:
-            found.append(Unseen(Blindness.EXPORTED,
-                                f"this host exports {export.path} ({export.server}), so holders"
-                                " on its clients cannot be seen"))  # fmt: skip
+            found.append(Unseen(blindness=Blindness.EXPORTED,
+                                sentence=f"this host exports {export.path} ({export.server}), so"
+                                " holders on its clients cannot be seen"))  # fmt: skip
         if self.shared and not found:
-            found.append(Unseen(Blindness.SHARED,
-                                "--shared says other hosts use it, and their holders cannot be"
-                                " seen"))  # fmt: skip
+            found.append(Unseen(blindness=Blindness.SHARED,
+                                sentence="--shared says other hosts use it, and their holders"
+                                " cannot be seen"))  # fmt: skip
         if self.container:
-            found.append(Unseen(Blindness.CONTAINER,
-                                "the doctor runs in a container (its own pid namespace), so"
-                                " processes outside it cannot be seen"))  # fmt: skip
+            found.append(Unseen(blindness=Blindness.CONTAINER,
+                                sentence="the doctor runs in a container (its own pid namespace),"
+                                " so processes outside it cannot be seen"))  # fmt: skip
         if self.mounts.proc_hides_processes and not self._root:
-            found.append(Unseen(Blindness.HIDDEN_PROCESSES,
-                                "/proc is mounted with hidepid, so other users' processes cannot"
-                                " be seen"))  # fmt: skip
+            found.append(Unseen(blindness=Blindness.HIDDEN_PROCESSES,
+                                sentence="/proc is mounted with hidepid, so other users' processes"
+                                " cannot be seen"))  # fmt: skip
         return tuple(found)

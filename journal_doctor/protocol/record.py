@@ -27,8 +27,9 @@ import os
 import stat
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields, replace
 from functools import cache
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 from ..fsio import open_nonblocking
 
@@ -42,7 +43,8 @@ RECORD_SLOT = 1024  # a symlink lock's record file: one process's record, padded
 K = TypeVar("K")
 
 
-class HolderRecord(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class HolderRecord:
     host: str
     boot_id: str  # /proc/sys/kernel/random/boot_id: one per boot of one kernel
     pid_namespace: int  # inode of /proc/self/ns/pid: pids compare only within one namespace
@@ -62,7 +64,7 @@ class HolderRecord(NamedTuple):
 
     def to_json(self, pad: int = 0) -> bytes:
         """One JSON line; with `pad`, space-padded to that many bytes (a fixed slot)."""
-        document: dict[str, Any] = {"format": FORMAT, **self._asdict()}
+        document: dict[str, Any] = {"format": FORMAT, **asdict(self)}
         data = json.dumps(document, separators=(",", ":")).encode()
         return data.ljust(pad - 1) + b"\n" if pad else data + b"\n"
 
@@ -72,13 +74,16 @@ class HolderRecord(NamedTuple):
         return f"{self.host}:{self.pid} ({self.name})"
 
 
+_RECORD_FIELDS = tuple(f.name for f in fields(HolderRecord))
+
+
 def parse(data: bytes) -> HolderRecord | None:
     """A record from its bytes; None for anything else (a plain lock, a torn write)."""
     try:
         document = json.loads(data)
         if not isinstance(document, dict) or document.get("format") != FORMAT:
             return None
-        known = {field: document[field] for field in HolderRecord._fields if field in document}
+        known = {field: document[field] for field in _RECORD_FIELDS if field in document}
         return HolderRecord(**known)
     except (ValueError, KeyError, TypeError):
         return None
@@ -109,7 +114,8 @@ def read_bytes(path: str, limit: int = MAX_RECORD) -> tuple[bytes, os.stat_resul
         os.close(fd)
 
 
-class Found(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class Found:
     record: HolderRecord
     beat_mtime: float  # the last heartbeat, on the filesystem's clock
 
@@ -121,7 +127,9 @@ def read_record(lock: str, lock_st: os.stat_result, target: str | None) -> Found
             return None  # a plain JournalFileOpenLock (or one not yet written)
         read = read_bytes(lock)
         record = parse(read[0]) if read else None
-        return Found(record, beat_time(lock, read[1])) if record and read else None
+        return (
+            Found(record=record, beat_mtime=beat_time(lock, read[1])) if record and read else None
+        )
     if not stat.S_ISLNK(lock_st.st_mode):
         return None
     read = read_bytes(record_path(lock))
@@ -135,7 +143,9 @@ def read_record(lock: str, lock_st: os.stat_result, target: str | None) -> Found
     # journal last written an hour ago is not an hour silent (another host broke such a lock
     # 75 ms after it was taken, on the NFS bed).
     beat = fresh_mtime(lock[: -len(".lock")])
-    return Found(record, max(beat, lock_st.st_mtime)) if beat is not None else None
+    return (
+        Found(record=record, beat_mtime=max(beat, lock_st.st_mtime)) if beat is not None else None
+    )
 
 
 def whole_seconds(mtime_ns: int) -> bool:
@@ -289,7 +299,8 @@ class Liveness(str, enum.Enum):
     UNKNOWN = "unknown"  # elsewhere, and the filesystem's clock could not be read: cannot tell
 
 
-class RecordJudgement(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class RecordJudgement:
     liveness: Liveness
     heartbeat_age: float  # on the filesystem's clock
     why: str
@@ -321,33 +332,41 @@ def judge_record(
     caches hide other hosts' changes: there another host's holder is never judged."""
     age = max(0.0, (time.time() if fs_now is None else fs_now) - beat_mtime)
     if same_host(record):
-        ticks = start_ticks(record.pid)
-        if ticks is None:
-            return RecordJudgement(Liveness.DEAD, age, f"process {record.pid} is gone")
-        if record.start_ticks and ticks != record.start_ticks:
-            return RecordJudgement(Liveness.DEAD, age, f"pid {record.pid} is another process now")
-        state = process_state(record.pid)
-        if state in ("Z", "X", None):  # a zombie holds nothing; nobody may ever reap it
-            return RecordJudgement(Liveness.DEAD, age, f"process {record.pid} has exited")
-        if state in ("T", "t"):
-            return RecordJudgement(Liveness.STOPPED, age, f"process {record.pid} is stopped")
-        return RecordJudgement(Liveness.ALIVE, age, f"process {record.pid} is alive")
-    if caching:
-        return RecordJudgement(Liveness.UNKNOWN, age, _through_cache(caching, record))
-    if local and record.boot_id and boot_id() and record.boot_id != boot_id():
-        return RecordJudgement(Liveness.DEAD, age, "this machine rebooted since it was taken")
-    if fs_now is None:
-        return RecordJudgement(
+        liveness, why = _on_this_host(record)
+    elif caching:
+        liveness, why = Liveness.UNKNOWN, _through_cache(caching, record)
+    elif local and record.boot_id and boot_id() and record.boot_id != boot_id():
+        liveness, why = Liveness.DEAD, "this machine rebooted since it was taken"
+    elif fs_now is None:
+        liveness, why = (
             Liveness.UNKNOWN,
-            age,
-            "its heartbeat's age cannot be told: the filesystem's clock could not be read"
-            " (nothing could be created there: full, over quota or read-only)",
+            (
+                "its heartbeat's age cannot be told: the filesystem's clock could not be read"
+                " (nothing could be created there: full, over quota or read-only)"
+            ),
         )
-    if age > record.grace_period:
-        return RecordJudgement(
-            Liveness.STALE, age, f"its heartbeat is {age:.1f}s old (> {record.grace_period:g}s)"
-        )
-    return RecordJudgement(Liveness.BEATING, age, f"its heartbeat is {age:.1f}s old")
+    elif age > record.grace_period:
+        liveness = Liveness.STALE
+        why = f"its heartbeat is {age:.1f}s old (> {record.grace_period:g}s)"
+    else:
+        liveness, why = Liveness.BEATING, f"its heartbeat is {age:.1f}s old"
+    return RecordJudgement(liveness=liveness, heartbeat_age=age, why=why)
+
+
+def _on_this_host(record: HolderRecord) -> tuple[Liveness, str]:
+    """/proc decides: the process gone, reused, exited (a zombie holds nothing; nobody may
+    ever reap it), stopped, or alive."""
+    ticks = start_ticks(record.pid)
+    if ticks is None:
+        return Liveness.DEAD, f"process {record.pid} is gone"
+    if record.start_ticks and ticks != record.start_ticks:
+        return Liveness.DEAD, f"pid {record.pid} is another process now"
+    state = process_state(record.pid)
+    if state in ("Z", "X", None):
+        return Liveness.DEAD, f"process {record.pid} has exited"
+    if state in ("T", "t"):
+        return Liveness.STOPPED, f"process {record.pid} is stopped"
+    return Liveness.ALIVE, f"process {record.pid} is alive"
 
 
 def caching_filesystem(fs_type: str, network: bool) -> str:
@@ -394,14 +413,15 @@ def after_watch(
     """The judgement of a stale-looking heartbeat, read again after its watch: one that moved
     meanwhile is alive, whatever its timestamps' age."""
     if beat is not None and beat != first_beat:
-        return RecordJudgement(Liveness.BEATING, judged.heartbeat_age,
-                               "its heartbeat moved while watched (its timestamps lag: a"
+        return RecordJudgement(liveness=Liveness.BEATING, heartbeat_age=judged.heartbeat_age,
+                               why="its heartbeat moved while watched (its timestamps lag: a"
                                " delegation, a cache or a clock)")  # fmt: skip
     watched = f"unchanged while watched for {watch_seconds(record):g}s"
-    return judged._replace(why=f"{judged.why}, {watched}")
+    return replace(judged, why=f"{judged.why}, {watched}")
 
 
-class Seen(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class Seen:
     """One heartbeat as first read: what it proved, and when (monotonic, after the read)."""
 
     record: HolderRecord

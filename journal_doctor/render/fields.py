@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from ..model import Holder, LeftoverReport, LockReport
 from ..words import human_age
 from .text import display_path, relative_to_root
 
 
-class Fields(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class Fields:
     path: str  # relative to the scanned root, escaped
     kind: str
     age: str

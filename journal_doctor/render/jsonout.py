@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from ..model import CleanReport, Holder, LeftoverReport, LockReport, Outcome, ScanReport
@@ -69,7 +70,7 @@ def record_json(lock: LockReport) -> dict[str, Any] | None:
     obs = lock.observation
     if obs.record is None or obs.record_judgement is None:
         return None
-    document: dict[str, Any] = obs.record._asdict()
+    document: dict[str, Any] = asdict(obs.record)
     document["started"] = _iso(obs.record.started)
     document["acquired_at"] = _iso(obs.record.acquired_at)
     document["heartbeat_at"] = _iso(obs.record.heartbeat_at)
