@@ -16,7 +16,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from itertools import zip_longest
 from typing import Any
@@ -169,16 +169,11 @@ def migrate(
     if clash:
         raise Refused(f"{url}: already has a study named {clash[0]!r}; nothing was copied.")
     copies = tuple(StudyCopy(name=name, trials_by_state=_by_state(source, name)) for name in names)
+    planned = MigrateReport(journal=journal, url=url, studies=copies, performed=False,
+                            difference=None, storage_line=storage_line(url),
+                            elapsed_seconds=0.0)  # fmt: skip
     if dry_run:
-        return MigrateReport(
-            journal=journal,
-            url=url,
-            studies=copies,
-            performed=False,
-            difference=None,
-            storage_line=storage_line(url),
-            elapsed_seconds=0.0,
-        )
+        return planned
     target = target_storage(url)
     counter = _Counter(sum(sum(c.trials_by_state.values()) for c in copies), progress)
     created: list[str] = []  # only these may be named for deletion: the target is shared
@@ -191,15 +186,7 @@ def migrate(
     # is read afresh, so what is compared is what the database really holds.
     difference = verify(source, url, names)
     elapsed = time.monotonic() - started
-    return MigrateReport(
-        journal=journal,
-        url=url,
-        studies=copies,
-        performed=True,
-        difference=difference,
-        storage_line=storage_line(url),
-        elapsed_seconds=elapsed,
-    )
+    return replace(planned, performed=True, difference=difference, elapsed_seconds=elapsed)
 
 
 def _stopped(
