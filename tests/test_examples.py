@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import PYTHON, in_terminal, poll
+from helpers import PYTHON, as_nobody, in_terminal, poll
 
 pytestmark = pytest.mark.slow
 DOCS = Path(__file__).parent.parent / "docs"
@@ -83,6 +84,30 @@ def test_the_scan_example_is_what_scan_prints(
     shown = example("commands.md", "journal-doctor scan runs")
     assert sorted(words(screen.output)) == sorted(words(shown)), screen.output
     assert studies(screen.output) == studies(shown)  # the same rows, in the same order
+    piped = subprocess.run([PYTHON, "-m", "journal_doctor", "scan", "runs"], capture_output=True,
+                           text=True, check=False).stdout  # fmt: skip
+    (first, *_) = [line for line in piped.splitlines() if "verdict=orphaned" in line]
+    shown = example("commands.md", "journal-doctor scan runs | grep verdict=orphaned")
+    assert words(re.sub(r"fs=\S+", "fs=ext4", first)) == words(shown.splitlines()[0]), first
+
+
+def test_the_unreadable_directory_example_is_what_clean_prints(tmp_path: Path) -> None:
+    """Run as `nobody` (root reads every directory) over a tree with one closed directory."""
+    import tempfile
+
+    shared = Path(tempfile.mkdtemp(prefix="jd-shared-"))  # nobody cannot enter pytest's tmp
+    try:
+        shared.chmod(0o755)
+        (shared / "runs" / "locked").mkdir(parents=True)
+        (shared / "runs").chmod(0o755)
+        (shared / "runs" / "locked").chmod(0o700)
+        done = as_nobody("clean", "--force", str(shared / "runs"))
+        printed = (done.stdout + done.stderr).replace(str(shared), "/shared")
+        shown = example("commands.md", "journal-doctor clean --force /shared/runs      # as a user"
+                        " who cannot read one directory")  # fmt: skip
+        assert printed.strip() == shown.strip(), printed
+    finally:
+        shutil.rmtree(shared)
 
 
 def run(*args: str, cwd: Path) -> str:

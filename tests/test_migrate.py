@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import importlib.util
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -446,3 +447,39 @@ def test_a_cut_short_copy_never_names_another_writer_s_study_for_deletion(
     assert "--study-name 'doctor-demo'" in message
     assert "--study-name 'two'" not in message
     assert len(optuna.load_study(study_name="two", storage=url).trials) == 1
+
+
+def shown_in_migrate_md(command: str) -> str:
+    """The output under `$ command` in docs/migrate.md's console blocks (indented or not)."""
+    text = (Path(__file__).parent.parent / "docs" / "migrate.md").read_text()
+    after = text.split(f"$ {command}\n", 1)[1]
+    lines = []
+    for line in after.splitlines():
+        if line.strip().startswith("```"):
+            break
+        lines.append(line.strip())
+    return "\n".join(lines)
+
+
+def test_the_migrate_examples_are_what_migrate_prints(tmp_path: Path, postgres: str) -> None:
+    """docs/migrate.md's two runs, made again against a real PostgreSQL server: a study with 20
+    COMPLETE and 2 RUNNING trials, and a copy cut short by a parameter name too long for the
+    database. The URL and the seconds are normalised."""
+    shown_url = "postgresql+psycopg://optuna@db/optuna"
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(runs / "study.log"))
+    )
+    study = optuna.create_study(study_name=STUDY, storage=storage)
+    study.optimize(lambda trial: trial.suggest_float("x", -10, 10) ** 2, n_trials=20)
+    study.ask(), study.ask()
+    a_long_journal(runs / "long.log", rdb_batch.BATCH + 20, rdb_batch.BATCH + 10)
+    for journal in ("runs/study.log", "runs/long.log"):
+        done = subprocess.run([PYTHON, "-m", "journal_doctor", "migrate", "--force", journal,
+                               postgres], cwd=tmp_path, capture_output=True, text=True,
+                              check=False)  # fmt: skip
+        printed = (done.stderr + done.stdout).replace(postgres, shown_url).strip()
+        shown = shown_in_migrate_md(f"journal-doctor migrate --force {journal} {shown_url}")
+        seconds = r"\(\d+\.\d s\)"
+        assert re.sub(seconds, "(s)", printed) == re.sub(seconds, "(s)", shown), printed
