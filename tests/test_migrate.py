@@ -449,6 +449,19 @@ def test_a_cut_short_copy_never_names_another_writer_s_study_for_deletion(
     assert len(optuna.load_study(study_name="two", storage=url).trials) == 1
 
 
+def a_fresh_database(url: str, name: str) -> str:
+    """The URL of a new, empty database on the server at `url` (a `postgres` fixture URL)."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    finally:
+        engine.dispose()
+    return url.replace("@/postgres?", f"@/{name}?", 1)
+
+
 def shown_in_migrate_md(command: str) -> str:
     """The output under `$ command` in docs/migrate.md's console blocks (indented or not)."""
     text = (Path(__file__).parent.parent / "docs" / "migrate.md").read_text()
@@ -466,6 +479,7 @@ def test_the_migrate_examples_are_what_migrate_prints(tmp_path: Path, postgres: 
     COMPLETE and 2 RUNNING trials, and a copy cut short by a parameter name too long for the
     database. The URL and the seconds are normalised."""
     shown_url = "postgresql+psycopg://optuna@db/optuna"
+    postgres = a_fresh_database(postgres, "examples")  # the module's server has other studies
     runs = tmp_path / "runs"
     runs.mkdir()
     storage = optuna.storages.JournalStorage(
