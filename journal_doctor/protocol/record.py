@@ -27,7 +27,7 @@ import os
 import stat
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from functools import cache
 from typing import Any, TypeVar
 
@@ -63,8 +63,10 @@ class HolderRecord:
     lock_mtime_ns: int = 0  # symlink locks: the lock's mtime to the nanosecond (0: not known)
 
     def to_json(self, pad: int = 0) -> bytes:
-        """One JSON line; with `pad`, space-padded to that many bytes (a fixed slot)."""
-        document: dict[str, Any] = {"format": FORMAT, **asdict(self)}
+        """One JSON line; with `pad`, space-padded to that many bytes (a fixed slot). Written
+        at every hold: the fields are read directly (`asdict` deep-copies, 13x slower)."""
+        document: dict[str, Any] = {"format": FORMAT}
+        document.update((name, getattr(self, name)) for name in _RECORD_FIELDS)
         data = json.dumps(document, separators=(",", ":")).encode()
         return data.ljust(pad - 1) + b"\n" if pad else data + b"\n"
 
