@@ -12,10 +12,10 @@ Polling works everywhere; one pass over a 10,000-entry tree costs a few millisec
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from .errors import DoctorError
 from .locks.clean import clean
@@ -44,10 +44,10 @@ def watch(
     shared_min_age: float = SHARED_MIN_AGE,
     shared: bool = False,
     fail_stale_trials: bool = False,
-    stop: threading.Event | None = None,
+    stop: Stop | None = None,
 ) -> Iterator[WatchEvent]:
     """Yield events until `stop` is set (or forever)."""
-    stop = stop or threading.Event()
+    stop = stop or StopFlag()
     roots = as_paths(paths)
     seen: dict[str, tuple[str, str]] = {}  # path -> (event, verdict) of what is reported now
     while not stop.is_set():
@@ -67,6 +67,35 @@ def watch(
             )
         seen = {path: (event, verdict) for path, (event, verdict, _) in current.items()}
         stop.wait(interval)
+
+
+class Stop(Protocol):
+    """What ends a watch: a `threading.Event`, or a `StopFlag` set from a signal handler."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float) -> bool: ...
+
+
+class StopFlag:
+    """A stop a signal handler may set: a plain attribute, no lock. (A handler that sets a
+    `threading.Event` runs in the main thread, which may hold that Event's lock at that very
+    moment; a watch has been seen not to end on Ctrl-C.) Waiting polls it every 0.1 s."""
+
+    def __init__(self) -> None:
+        self.flag = False
+
+    def set(self) -> None:
+        self.flag = True
+
+    def is_set(self) -> bool:
+        return self.flag
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.flag and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.1))
+        return self.flag
 
 
 def _pass(

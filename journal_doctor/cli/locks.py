@@ -155,18 +155,16 @@ def watch(
     exit 0.
     """
     import signal
-    import threading
 
+    from ..watch import StopFlag
     from ..watch import watch as watch_core
 
     if interval <= 0:
         raise UsageError("--interval must be > 0 seconds")
-    stop = threading.Event()
+    stop = StopFlag()
 
     def finish(signum: int, frame: object) -> None:
-        # Not stop.set() here: the handler runs in the main thread, which may hold the Event's
-        # own lock at that moment (entering stop.wait), and set() would wait on it forever.
-        threading.Thread(target=stop.set, daemon=True).start()
+        stop.set()  # a plain flag: nothing a handler could wait on
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, finish)
