@@ -173,8 +173,7 @@ class GuardedLock:
             if self.kind is LockKind.SYMLINK:
                 os.symlink(self._target, self.path)
                 st = os.lstat(self.path)
-                record = replace(self._template, lock_mtime_ns=st.st_mtime_ns)
-                self._bind_sidecar(st.st_mtime_ns)
+                record = self._bind_sidecar(st.st_mtime_ns)
             else:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
                 try:
@@ -365,7 +364,7 @@ class GuardedLock:
             os.close(fd)
         self._record = record
 
-    def _bind_sidecar(self, lock_mtime_ns: int) -> None:
+    def _bind_sidecar(self, lock_mtime_ns: int) -> HolderRecord:
         """Bind this process's record to the lock just taken: it names the lock's mtime. Where
         this host sees whole seconds only (sshfs), the file's mtime becomes the lock's too (and
         0 before release), what a whole-second reader compares; elsewhere that would cost two
@@ -373,7 +372,8 @@ class GuardedLock:
         kept open: an NFS client serves its own cached pages of a file a local process holds
         open for writing, whatever another host wrote (verified on the bed), and close-to-open
         consistency covers only this pattern. Only the holder binds it; a reader that catches
-        it half written or unbound judges the lock by its age (the cautious way)."""
+        it half written or unbound judges the lock by its age (the cautious way). Returns the
+        record written: the one this hold keeps."""
         seconds = lock_mtime_ns // 1_000_000_000
         record = replace(self._template, lock_mtime=seconds, lock_mtime_ns=lock_mtime_ns)
         data = record.to_json(RECORD_SLOT)
@@ -387,6 +387,7 @@ class GuardedLock:
                 os.utime(fd, ns=(lock_mtime_ns, lock_mtime_ns))
         finally:
             os.close(fd)
+        return record
 
     def _unbind_sidecar(self, lock_mtime_ns: int) -> None:
         """Before release, where the binding is by the file's mtime: it describes no lock."""
