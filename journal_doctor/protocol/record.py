@@ -67,6 +67,8 @@ class HolderRecord:
         at every hold: the fields are read directly (`asdict` deep-copies, 13x slower)."""
         document: dict[str, Any] = {"format": FORMAT}
         document.update((name, getattr(self, name)) for name in _RECORD_FIELDS)
+        # json, not orjson: a lock's target may hold a name that is not UTF-8 (surrogate
+        # escapes), which json writes as \udcXX and orjson refuses.
         data = json.dumps(document, separators=(",", ":")).encode()
         return data.ljust(pad - 1) + b"\n" if pad else data + b"\n"
 
