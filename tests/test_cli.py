@@ -4,7 +4,9 @@ pseudo-terminals; the fast paths call `cli.main` in-process."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import re
@@ -245,6 +247,35 @@ def test_the_options_table_agrees_with_help() -> None:
             for spelling in (*param.opts, *param.secondary_opts)
         } - {"-h", "--help"}
         assert documented[name] == actual, name
+
+
+def test_a_command_built_alone_helps_and_refuses_as_in_the_whole_app() -> None:
+    """`main` builds only the command its arguments name (start-up): that command's help, and
+    its usage errors, are the whole app's, word for word; anything else gets the whole app."""
+    import typer.main
+
+    from journal_doctor.cli import COMMANDS, app
+    from journal_doctor.cli.app import for_args
+
+    assert len(for_args(COMMANDS, ["scan", "--json"]).registered_commands) == 1
+    assert len(for_args(COMMANDS, ["--version"]).registered_commands) == len(COMMANDS)
+    assert len(for_args(COMMANDS, ["scna"]).registered_commands) == len(COMMANDS)
+    whole = typer.main.get_command(app)
+    for command in COMMANDS:
+        name = command.__name__
+        alone = typer.main.get_command(for_args(COMMANDS, [name]))
+        for args in ([name, "--help"], [name, "--no-such-option"]):
+            assert _run_click(alone, args) == _run_click(whole, args), args
+
+
+def _run_click(command: object, args: list[str]) -> tuple[int, str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        try:
+            command(args, prog_name="journal-doctor")  # type: ignore[operator]
+        except SystemExit as done:
+            return int(done.code or 0), out.getvalue()
+    return 0, out.getvalue()
 
 
 def test_a_lost_or_unacquired_lock_is_one_line_and_exit_1_not_a_bug() -> None:

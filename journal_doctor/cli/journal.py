@@ -6,7 +6,7 @@ from ..errors import Interrupted
 from ..render import reports
 from ..render.console import say
 from ..render.text import display_path
-from .main import exit_code
+from .exit_codes import exit_code
 from .options import (
     DryRun,
     Force,

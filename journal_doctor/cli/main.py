@@ -1,6 +1,5 @@
-"""The one map from what went wrong to an exit code and one line on stderr (pre-commit's
-`error_handler`): 0 nothing blocks a resume; 1 something needs attention; 2 usage error; 3 a
-bug; 130 interrupted."""
+"""The entry point: builds the command the arguments name, runs it, and turns what went wrong
+into an exit code and one line on stderr through the one map (`exit_codes`)."""
 
 from __future__ import annotations
 
@@ -8,29 +7,10 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-import typer
-
-from .._version import __version__
-from ..errors import DoctorError, os_error_advice
 from ..render.console import say
-from .app import app
-
-
-def exit_code(error: BaseException) -> tuple[int, str | None]:
-    """The one map from what went wrong to (exit code, the line to print)."""
-    if isinstance(error, DoctorError):
-        return error.exit_code, str(error)
-    if isinstance(error, (KeyboardInterrupt, typer.Abort)):
-        return 130, "interrupted"
-    if isinstance(error, BrokenPipeError):
-        return 1, None  # the reader went away (`| head`): nothing more to say
-    if isinstance(error, OSError):
-        where = f"{error.filename}: " if error.filename else ""
-        return 1, f"{where}{os_error_advice(error)}"
-    return 3, (
-        f"internal error: {type(error).__name__}: {error}; this is a bug in journal-doctor"
-        f" {__version__}: please report it with the command you ran"
-    )
+from .app import for_args
+from .commands import COMMANDS
+from .exit_codes import exit_code
 
 
 def _usage_error() -> type[Exception]:
@@ -57,8 +37,11 @@ def _close_matches_only(error: Exception) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        code = app(args=argv, prog_name="journal-doctor", standalone_mode=False)
+        code = for_args(COMMANDS, args)(
+            args=args, prog_name="journal-doctor", standalone_mode=False
+        )
         if code == 130:  # Typer turns Ctrl-C into a bare exit code
             say("interrupted")
     except _usage_error() as error:  # usage: bad option, bad value
