@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -14,11 +15,14 @@ from pathlib import Path
 import pytest
 
 from helpers import (
+    PYTHON,
     age_path,
     as_nobody,
     doctor_json,
     in_container,
+    need_root,
     poll,
+    require,
     run_doctor,
     with_private_mounts,
     writes_journal,
@@ -142,6 +146,34 @@ def test_a_lock_that_cannot_be_read_is_unknown_never_dropped(public_tmp: Path) -
     assert "Nothing blocks a resume" not in plain.stdout
     assert "verdict=unknown" in plain.stdout
     assert plain.returncode == 1
+
+
+def test_a_holder_hidden_by_hidepid_is_never_judged_gone(public_tmp: Path) -> None:
+    """/proc mounted hidepid=2 hides root's processes from `nobody`: a live root holder of a
+    plain lock must not look gone (it did: the mount was looked for at "/", not "/proc")."""
+    import shlex
+    import shutil
+
+    need_root("unshare")
+    if shutil.which("unshare") is None or shutil.which("setpriv") is None:
+        require("unshare", "unshare and setpriv (util-linux) are not installed")
+    lock = stale_lock(public_tmp / "shared", age=10)  # past --min-age: orphaned if unseen
+    journal = str(lock)[: -len(".lock")]
+    held = public_tmp / "held"
+    hold = f"import time; f = open({journal!r}, 'ab'); open({str(held)!r}, 'w'); time.sleep(60)"
+    doctor = shlex.join(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", PYTHON,
+                         "-m", "journal_doctor", "scan", "--json", str(lock.parent)])  # fmt: skip
+    # A /proc of its own (Linux >= 5.8: options per mount), this pid namespace (no container)
+    script = (f"mount -t proc -o hidepid=2 proc /proc\n{shlex.join([PYTHON, '-c', hold])} &\n"
+              f"while [ ! -e {held} ]; do sleep 0.05; done\n{doctor}\nkill $!")  # fmt: skip
+    source = str(Path(__file__).parent.parent)  # nobody cannot read root's editable install
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", script],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": source})  # fmt: skip
+    (judged,) = json.loads(result.stdout)["locks"]
+    assert judged["verdict"] == "unknown", judged
+    assert "hidepid" in judged["reason"]
+    assert os.path.lexists(lock)
 
 
 def test_a_journal_in_an_unreadable_directory_says_permission_denied(public_tmp: Path) -> None:

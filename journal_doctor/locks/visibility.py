@@ -115,11 +115,9 @@ class MountTable:
     proc_hides_processes: bool  # /proc mounted with hidepid (other users' processes hidden)
 
 
-def read_mount_table() -> MountTable:
-    """st_dev -> filesystem, from /proc/self/mountinfo: no stat of any mount point (a dead
-    NFS server would hang it) and no realpath per lock directory."""
-    by_device: dict[int, Filesystem] = {}
-    hides = False
+def _mounts() -> Iterator[tuple[int, str, list[str], str]]:
+    """(st_dev, type, super options, mount point) of each mount, from /proc/self/mountinfo:
+    no stat of any mount point (a dead NFS server would hang it)."""
     for line in _read_lines("/proc/self/mountinfo"):
         fields = line.split()
         try:
@@ -128,14 +126,22 @@ def read_mount_table() -> MountTable:
             fs_type, super_options = fields[separator + 1], fields[separator + 3]
         except (IndexError, ValueError):
             continue
-        device = os.makedev(int(major), int(minor))
+        yield os.makedev(int(major), int(minor)), fs_type, super_options.split(","), fields[4]
+
+
+def read_mount_table() -> MountTable:
+    """st_dev -> filesystem, with no realpath per lock directory."""
+    by_device: dict[int, Filesystem] = {}
+    hides = False
+    for device, fs_type, options, mount_point in _mounts():
         by_device.setdefault(
             device, Filesystem(type=fs_type, network=is_network_filesystem(fs_type))
         )
-        if fs_type == "proc" and fields[4] == "/":
+        # The /proc this process reads (the last one mounted there hides those below it)
+        if fs_type == "proc" and mount_point == "/proc":
             hides = any(
                 option.startswith("hidepid=") and option not in ("hidepid=0", "hidepid=off")
-                for option in super_options.split(",")
+                for option in options
             )
     return MountTable(by_device=by_device, proc_hides_processes=hides)
 
