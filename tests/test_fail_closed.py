@@ -148,23 +148,39 @@ def test_a_lock_that_cannot_be_read_is_unknown_never_dropped(public_tmp: Path) -
     assert plain.returncode == 1
 
 
-def test_a_holder_hidden_by_hidepid_is_never_judged_gone(public_tmp: Path) -> None:
-    """/proc mounted hidepid=2 hides root's processes from `nobody`: a live root holder of a
-    plain lock must not look gone (it did: the mount was looked for at "/", not "/proc")."""
+# A live root process that holds the journal's lock, then creates the marker file argv[2].
+HOLD_PLAIN = "import sys, time; f = open(sys.argv[1], 'ab'); open(sys.argv[2], 'w'); time.sleep(60)"
+HOLD_GUARDED = (
+    "import sys, time; from journal_doctor.guard.lock import GuardedLock;"
+    " g = GuardedLock(sys.argv[1]); g.acquire(); open(sys.argv[2], 'w'); time.sleep(60)"
+)
+
+
+@pytest.mark.parametrize("holder", ["plain", "guarded"])
+def test_a_holder_hidden_by_hidepid_is_never_judged_gone(public_tmp: Path, holder: str) -> None:
+    """/proc mounted hidepid=2 hides root's processes from `nobody`, the doctor here. A live
+    root holder must not look gone: a plain lock's (the hidepid mount was looked for at "/",
+    not "/proc") nor a guarded one's (its record's pid was unreadable in /proc: "gone")."""
     import shlex
     import shutil
 
     need_root("unshare")
     if shutil.which("unshare") is None or shutil.which("setpriv") is None:
         require("unshare", "unshare and setpriv (util-linux) are not installed")
-    lock = stale_lock(public_tmp / "shared", age=10)  # past --min-age: orphaned if unseen
-    journal = str(lock)[: -len(".lock")]
+    shared = public_tmp / "shared"
+    if holder == "plain":
+        lock = stale_lock(shared, age=10)  # past --min-age: orphaned if its holder is unseen
+    else:
+        shared.mkdir()
+        (shared / "j.log").write_bytes(OP)
+        lock = shared / "j.log.lock"
     held = public_tmp / "held"
-    hold = f"import time; f = open({journal!r}, 'ab'); open({str(held)!r}, 'w'); time.sleep(60)"
+    hold = [PYTHON, "-c", HOLD_PLAIN if holder == "plain" else HOLD_GUARDED,
+            str(shared / "j.log"), str(held)]  # fmt: skip
     doctor = shlex.join(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", PYTHON,
-                         "-m", "journal_doctor", "scan", "--json", str(lock.parent)])  # fmt: skip
+                         "-m", "journal_doctor", "scan", "--json", str(shared)])  # fmt: skip
     # A /proc of its own (Linux >= 5.8: options per mount), this pid namespace (no container)
-    script = (f"mount -t proc -o hidepid=2 proc /proc\n{shlex.join([PYTHON, '-c', hold])} &\n"
+    script = (f"mount -t proc -o hidepid=2 proc /proc\n{shlex.join(hold)} &\n"
               f"while [ ! -e {held} ]; do sleep 0.05; done\n{doctor}\nkill $!")  # fmt: skip
     source = str(Path(__file__).parent.parent)  # nobody cannot read root's editable install
     result = subprocess.run(["unshare", "--mount", "sh", "-c", script],

@@ -144,8 +144,7 @@ def _judge_record(record: HolderRecord, judged: RecordJudgement) -> Judgement:
     if judged.liveness is Liveness.UNKNOWN:
         return Judgement(
             verdict=Verdict.UNKNOWN,
-            reason=f"Held by {who} per its holder record, but {judged.why}. To decide: free some"
-            " space there, or run journal-doctor where it can create a file; or wait.",
+            reason=f"Held by {who} per its holder record, but {judged.why}; or wait.",
             transient=True,
         )
     if judged.liveness is Liveness.STOPPED:

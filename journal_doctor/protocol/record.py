@@ -300,7 +300,7 @@ class Liveness(str, enum.Enum):
     DEAD = "dead"  # proven: its pid is gone or reused, or the host rebooted
     BEATING = "beating"  # elsewhere: its heartbeat is younger than its grace period
     STALE = "stale"  # elsewhere: its heartbeat is older than its grace period
-    UNKNOWN = "unknown"  # elsewhere, and the filesystem's clock could not be read: cannot tell
+    UNKNOWN = "unknown"  # cannot tell: no filesystem clock, a caching client, a hidden process
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -346,7 +346,8 @@ def judge_record(
             Liveness.UNKNOWN,
             (
                 "its heartbeat's age cannot be told: the filesystem's clock could not be read"
-                " (nothing could be created there: full, over quota or read-only)"
+                " (nothing could be created there: full, over quota or read-only). To decide:"
+                " free some space there, or run journal-doctor where it can create a file"
             ),
         )
     elif age > record.grace_period:
@@ -359,10 +360,10 @@ def judge_record(
 
 def _on_this_host(record: HolderRecord) -> tuple[Liveness, str]:
     """/proc decides: the process gone, reused, exited (a zombie holds nothing; nobody may
-    ever reap it), stopped, or alive."""
+    ever reap it), stopped, or alive; unless /proc hides it (hidepid), which a signal tells."""
     ticks = start_ticks(record.pid)
     if ticks is None:
-        return Liveness.DEAD, f"process {record.pid} is gone"
+        return _unreadable(record.pid)
     if record.start_ticks and ticks != record.start_ticks:
         return Liveness.DEAD, f"pid {record.pid} is another process now"
     state = process_state(record.pid)
@@ -371,6 +372,22 @@ def _on_this_host(record: HolderRecord) -> tuple[Liveness, str]:
     if state in ("T", "t"):
         return Liveness.STOPPED, f"process {record.pid} is stopped"
     return Liveness.ALIVE, f"process {record.pid} is alive"
+
+
+def _unreadable(pid: int) -> tuple[Liveness, str]:
+    """/proc/<pid>/stat could not be read: the process is gone, or /proc hides it from this
+    user (hidepid=1 or 2: other users' processes). Signal 0 is not hidden: ESRCH is gone;
+    EPERM is a process of another user, which may be a reused pid: never proof of death."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return Liveness.DEAD, f"process {pid} is gone"
+    except PermissionError:
+        pass
+    return Liveness.UNKNOWN, (
+        f"process {pid} exists but /proc hides it from this user (hidepid), so it cannot be"
+        " told from a reused pid. To decide: run journal-doctor as root or as its owner"
+    )
 
 
 def caching_filesystem(fs_type: str, network: bool) -> str:
@@ -385,8 +402,8 @@ def caching_filesystem(fs_type: str, network: bool) -> str:
 def _through_cache(caching: str, record: HolderRecord) -> str:
     return (
         f"it is seen through {caching}, whose caches hide other hosts' changes (sshfs: 20 s by"
-        f" default), so its heartbeat proves nothing here; judge it where the directory is local"
-        f" (the server) or on {record.host}"
+        f" default), so its heartbeat proves nothing here. To decide: run journal-doctor where"
+        f" the directory is local (the server) or on {record.host}"
     )
 
 
