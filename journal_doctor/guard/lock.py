@@ -37,6 +37,7 @@ from dataclasses import replace
 
 from ..errors import LockLost, LockTimeout
 from ..locks.discover import LockCandidate
+from ..locks.visibility import locks_stay_local
 from ..model import LockKind, LockReport, OutcomeKind, Thresholds, Verdict
 from ..protocol.lockfile import Removal, is_file, lock_path, release_name, remove_if
 from ..protocol.record import (
@@ -98,6 +99,9 @@ class GuardedLock:
         self._beat_failed = False  # a failing beat is logged once, not every tick
         self.lost = 0  # times the lock was found broken while held (fencing)
         self._refusals = 0
+        # A byte-range lock the server never sees fences nothing (NFS mounted nolock) and
+        # still costs two round trips per append: read once per process, as mounted here.
+        self._fence = not locks_stay_local(self.directory)
         # Who this process is, read now: built inside the first hold, it left a window of
         # tens of milliseconds (psutil's import) in which a kill left a lock with no record.
         self._template = this_process(token=uuid.uuid4().hex, interval=self.heartbeat_interval,
@@ -273,12 +277,14 @@ class GuardedLock:
         longer be this process's (take it again and retry); `LockLost` when it was broken
         during the write. The write holds a byte-range lock on the journal: on NFSv4 the
         server revokes it from a client cut off past its lease, so that client's late write
-        fails (EIO) instead of landing over what other hosts appended meanwhile."""
+        fails (EIO) instead of landing over what other hosts appended meanwhile. Not where
+        such locks never reach a server (NFS mounted nolock): there nothing can fence."""
         if not self.may_write():
             return False
         try:
             with open(journal, "ab") as f:
-                _lock_range(f.fileno())
+                if self._fence:
+                    _lock_range(f.fileno())
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
