@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,6 +91,16 @@ class Bed:
         """The host dies: its kernel, and every process on it, at once."""
         os.kill(self.init(host), 9)
         assert poll(lambda: not Path(f"/proc/{self.init(host)}").exists(), 10)
+
+    @contextlib.contextmanager
+    def without_delegations(self) -> Iterator[None]:
+        """The server grants no NFSv4 delegations meanwhile: nfsd grants them through the VFS's
+        file leases, which `fs.leases-enable=0` turns off (for new opens, at once)."""
+        self.run("nfsS", "echo 0 > /proc/sys/fs/leases-enable")
+        try:
+            yield
+        finally:
+            self.run("nfsS", "echo 1 > /proc/sys/fs/leases-enable")
 
     def boot(self, host: str) -> None:
         self.script("host_up.sh", host)
