@@ -71,7 +71,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, subproc
         version = optuna_version(python)
         where = tmp_path_factory.mktemp(f"optuna-{version}")
         fetch_suite(suite_version(version), where)
-        env = {**os.environ, "PYTHONPATH": str(PLUGIN)}
+        # Optuna's suites make their journals with tempfile: each leaves the guarded storage's
+        # record file and heartbeats folder beside it (a storage cannot know its journal was
+        # deleted), so they go where pytest removes old runs, not into /tmp.
+        (where / "tmp").mkdir()
+        env = {**os.environ, "PYTHONPATH": str(PLUGIN), "TMPDIR": str(where / "tmp")}
         started[python] = subprocess.Popen(
             [python, "-m", "pytest", "-q", "-p", "plugin", "-p", "no:cacheprovider",
              "-W", "ignore", *(Path(name).name for name in SUITE)],
