@@ -245,8 +245,9 @@ def need_root(feature: str = "root") -> None:
         require(feature, "needs root")
 
 
-def as_nobody(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """The real CLI run as the unprivileged user `nobody` (root sees every file)."""
+def nobody_command(*args: str) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment that run the real CLI as the unprivileged user `nobody` (who
+    cannot read root's editable install: the source goes on PYTHONPATH)."""
     import pwd
     import shutil
 
@@ -255,12 +256,16 @@ def as_nobody(*args: str, cwd: Path | None = None) -> subprocess.CompletedProces
     if setpriv is None:
         require("nobody", "setpriv (util-linux) is not installed")
     nobody = pwd.getpwnam("nobody")
-    return subprocess.run(
-        [setpriv or "setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}",
-         "--clear-groups", PYTHON, "-m", "journal_doctor", *args],
-        capture_output=True, text=True, check=False, cwd=cwd, timeout=120,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent.parent)},
-    )  # fmt: skip
+    argv = [setpriv or "setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}",
+            "--clear-groups", PYTHON, "-m", "journal_doctor", *args]  # fmt: skip
+    return argv, {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent.parent)}
+
+
+def as_nobody(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The real CLI run as the unprivileged user `nobody` (root sees every file)."""
+    argv, env = nobody_command(*args)
+    return subprocess.run(argv, capture_output=True, text=True, check=False, cwd=cwd,
+                          timeout=120, env=env)  # fmt: skip
 
 
 def in_container(*args: str, setup: str = "") -> subprocess.CompletedProcess[str]:
