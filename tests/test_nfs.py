@@ -69,6 +69,12 @@ def study_dir(bed: Bed) -> Iterator[str]:
                 bed.link(host, up=True)
 
 
+def on_server(bed: Bed, script: str, journal: str, suffix: str = "") -> str:
+    """What a Python one-liner prints on the server (`sys.argv[1]`: the journal on its own
+    disk); `suffix` goes on the shell line (`2>&1 || true` for one that may fail)."""
+    return bed.run("nfsS", f'{PYTHON} -c "{script}" {journal.replace(MNT, EXPORT)} {suffix}')
+
+
 def load(bed: Bed, journal: str) -> dict[str, object]:
     """The study as Optuna loads it on the server (its own disk), and the journal's health."""
     script = (
@@ -80,7 +86,7 @@ def load(bed: Bed, journal: str) -> dict[str, object]:
         " 'trials': [[t.number, t.state.name, t.value, t.system_attrs.get('failed_trial')]"
         " for t in s.trials]}))"
     )
-    out = bed.run("nfsS", f'{PYTHON} -c "{script}" {journal.replace(MNT, EXPORT)}')
+    out = on_server(bed, script, journal)
     return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
@@ -88,7 +94,7 @@ def running(bed: Bed, journal: str) -> int:
     """How many trials the journal has RUNNING, read on the server."""
     script = ("import sys; from journal_doctor.journal.check import check_journal;"
               " print(check_journal(sys.argv[1]).trials_by_state.get('RUNNING', 0))")  # fmt: skip
-    return int(bed.run("nfsS", f'{PYTHON} -c "{script}" {journal.replace(MNT, EXPORT)}'))
+    return int(on_server(bed, script, journal))
 
 
 @pytest.mark.parametrize(
@@ -206,10 +212,10 @@ def test_the_append_takes_a_byte_range_lock_only_where_the_server_keeps_it(bed: 
     an ACCESS per append: the guarded lock takes one only where the server keeps it."""
     script = ("import sys; from journal_doctor.locks.visibility import locks_stay_local;"
               " print(locks_stay_local(sys.argv[1]))")  # fmt: skip
-    on_client = bed.run("nfsA", f'{PYTHON} -c "{script}" {MNT}').strip()
-    on_server = bed.run("nfsS", f'{PYTHON} -c "{script}" {EXPORT}').strip()
-    assert on_client == str(bed.vers.startswith("3")), on_client  # the bed mounts v3 nolock
-    assert on_server == "False"
+    client_says = bed.run("nfsA", f'{PYTHON} -c "{script}" {MNT}').strip()
+    server_says = bed.run("nfsS", f'{PYTHON} -c "{script}" {EXPORT}').strip()
+    assert client_says == str(bed.vers.startswith("3")), client_says  # the bed mounts v3 nolock
+    assert server_says == "False"
 
 
 @pytest.mark.parametrize("kind", ["symlink", "open"])
@@ -346,7 +352,7 @@ def health_and_read(bed: Bed, journal: str) -> tuple[bool, bool]:
         "p = sys.argv[1]; print('healthy', check_journal(p).healthy, flush=True);"
         "journal_doctor.storage(p); print('read')"
     )
-    out = bed.run("nfsS", f'{PYTHON} -c "{script}" {journal.replace(MNT, EXPORT)} 2>&1 || true')
+    out = on_server(bed, script, journal, "2>&1 || true")
     print(out)  # what Optuna said, in the test's output when it fails
     return "healthy True" in out.splitlines(), "read" in out.splitlines()
 
