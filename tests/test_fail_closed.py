@@ -19,6 +19,7 @@ from helpers import (
     age_path,
     as_nobody,
     doctor_json,
+    guarded_symlink_lock,
     in_container,
     need_root,
     nobody_command,
@@ -281,21 +282,13 @@ def other_hosts_stale_looking_lock(directory: Path, grace: float) -> Path:
     """A guarded symlink lock whose record names a holder this process cannot look up (another
     pid namespace: a container), its heartbeat (the journal's mtime) a minute old: stale by its
     timestamps."""
-    from journal_doctor.guard.lock import GuardedLock
-    from journal_doctor.protocol.record import RECORD_SLOT, parse, record_path
+    from journal_doctor.protocol.record import new_token, this_process
 
     journal = directory / "j.log"
     journal.write_bytes(OP)
-    guard = GuardedLock(str(journal), heartbeat_interval=3600, grace_period=7200)
-    assert guard.acquire()  # never beats in this test: its interval is an hour
-    lock = Path(guard.path)
+    record = this_process(token=new_token(), interval=3600, grace=grace)
+    lock = guarded_symlink_lock(journal, replace(record, pid_namespace=1))
     age_path(lock, 60)
-    sidecar = Path(record_path(guard.path))
-    record = parse(sidecar.read_bytes())
-    assert record is not None
-    elsewhere = replace(record, pid_namespace=1, grace_period=grace,
-                                lock_mtime_ns=os.lstat(lock).st_mtime_ns)  # fmt: skip
-    sidecar.write_bytes(elsewhere.to_json(RECORD_SLOT))
     age_path(journal, 60)
     return lock
 

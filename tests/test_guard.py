@@ -3,6 +3,7 @@ frozen, hammering a journal, and mixed with plain Optuna workers."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import signal
@@ -19,7 +20,7 @@ from journal_doctor.errors import LockTimeout
 from journal_doctor.guard.lock import GuardedLock
 from journal_doctor.journal.check import check_journal
 from journal_doctor.model import LockKind
-from journal_doctor.protocol.record import lock_record, parse, record_path
+from journal_doctor.protocol.record import holder_path, lock_record, parse, target_token
 
 from helpers import (
     LOCK_KINDS,
@@ -78,12 +79,17 @@ def test_killed_guarded_holder_is_orphaned_at_once_and_the_next_worker_goes_on(
         # to the journal's bare name, beside it.
         (tmp_path / "runs").mkdir()
         lock = tmp_path / "runs" / "j.log.lock"
-        for _ in range(10):
-            pid = workers.kill_holding(Path("runs/j.log"), "symlink", cwd=tmp_path)
-            if lock_record(str(lock))[1] is not None:
-                break  # the record is bound to this lock
-            os.unlink(lock)  # killed between the symlink and its record: not this test's case
-        assert os.readlink(lock) == "j.log"
+        pid = workers.kill_holding(Path("runs/j.log"), "symlink", cwd=tmp_path)
+        # Its record was written before its first lock: however early the kill, it is known.
+        assert lock_record(str(lock))[1] is not None
+        # The link leads to the journal beside it, and carries the token naming its record.
+        target = os.readlink(lock)
+        assert os.path.basename(target) == "j.log"
+        assert os.path.samefile(lock, tmp_path / "runs" / "j.log")
+        token = target_token(target)
+        assert token is not None
+        record_file = Path(holder_path(str(tmp_path / "runs" / "j.log"), token))
+        assert record_file.exists()
         _, document = doctor_json("scan", str(tmp_path))
         (judged,) = document["locks"]
         assert judged["dangling"] is False
@@ -100,11 +106,7 @@ def test_killed_guarded_holder_is_orphaned_at_once_and_the_next_worker_goes_on(
         assert resumed.returncode == 0, resumed.stderr
         assert "broke" in resumed.stderr
         assert not os.path.lexists(lock)
-        # The record file stays for the next holder; it names the dead lock's mtime to the
-        # nanosecond, so it describes no later lock.
-        left = parse(Path(record_path(str(lock))).read_bytes())
-        assert left is not None
-        assert left.lock_mtime_ns % 1_000_000_000 != 0
+        assert not record_file.exists()  # the dead holder's record went with its lock
     finally:
         workers.stop_all()
 
@@ -198,24 +200,26 @@ def test_fencing_a_lock_broken_while_held_is_not_written_under_nor_released(
     assert guard.lost == 1
 
 
-def test_a_stale_record_never_describes_a_later_plain_lock(tmp_path: Path) -> None:
+def test_a_live_holder_s_record_never_describes_a_later_plain_lock(tmp_path: Path) -> None:
     journal = tmp_path / "j.log"
     journal.write_bytes(b"")
     guard = GuardedLock(str(journal))
     assert guard.acquire()
-    sidecar = Path(record_path(guard.path))
-    kept = sidecar.read_bytes()
-    assert parse(kept) is not None
-    # The holder dies; a tool that knows nothing of records removes the lock, and a plain
-    # worker takes a new one: the dead holder's record is still there.
+    record_file = Path(holder_path(str(journal), guard._template.token))
+    kept = parse(record_file.read_bytes())
+    assert kept is not None
+    # A tool that knows nothing of records removes the lock, and a plain worker takes a new
+    # one: the guarded process's record is still there, and names a live process.
     os.unlink(guard.path)
-    time.sleep(1.1)  # a later second: the binding is the lock's whole-second mtime
     os.symlink("j.log", guard.path)
     _, document = doctor_json("scan", str(tmp_path))
     (judged,) = document["locks"]
     assert judged["record"] is None
     assert judged["verdict"] == "recent"  # judged as a plain lock
-    assert sidecar.read_bytes() == kept
+    again = parse(record_file.read_bytes())  # beaten meanwhile, perhaps: the same process
+    assert again is not None
+    assert (again.token, again.pid) == (kept.token, os.getpid())
+    assert not guard.still_held()
 
 
 def kill_in_a_trial(journal: Path) -> None:
@@ -339,3 +343,33 @@ def test_trials_fail_acts_on_heartbeat_proof_and_asks_for_the_rest(tmp_path: Pat
     assert code == 0
     states = {t.number: t.state.name for t in load(journal).trials}
     assert (states[proven], states[unproven.number]) == ("FAIL", "COMPLETE")
+
+
+def test_a_forked_child_s_locks_name_the_child_and_its_exit_keeps_the_parent_s_record(
+    tmp_path: Path,
+) -> None:
+    journal = tmp_path / "j.log"
+    journal.write_bytes(b"")
+    guard = GuardedLock(str(journal))
+    assert guard.acquire()
+    parent_record = Path(holder_path(str(journal), guard._template.token))
+    guard.release()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child takes the lock, says whom it names, exits as Python does
+        status = 1
+        try:
+            guard.acquire()
+            found = lock_record(guard.path)[1]
+            os.write(write, f"{found.record.pid if found else 0}\n".encode())
+            guard.release()
+            atexit._run_exitfuncs()  # what a normal exit runs: weakref.finalize's hook too
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write)
+    with os.fdopen(read) as answer:
+        named = int(answer.read().strip() or 0)
+    assert os.waitpid(child, 0)[1] == 0
+    assert named == child  # the child's lock names the child, not its parent
+    assert parent_record.exists()  # the child's exit removed none of the parent's files

@@ -26,9 +26,9 @@ from journal_doctor.errors import LockTimeout
 from journal_doctor.guard.lock import GuardedLock
 from journal_doctor.journal.check import check_journal
 from journal_doctor.model import LockKind
-from journal_doctor.protocol.record import filesystem_now, record_path, this_process
+from journal_doctor.protocol.record import filesystem_now, new_token, this_process
 
-from helpers import PYTHON, need_root, poll, running_trials
+from helpers import PYTHON, guarded_symlink_lock, need_root, poll, running_trials
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -297,17 +297,11 @@ def a_dead_remote_holder(directory: Path) -> Path:
     mtime) stopped a minute ago: what a worker that died there leaves."""
     journal = directory / "j.log"
     journal.write_bytes(b'{"op_code":0,"worker_id":"w-0","study_name":"s","directions":[1]}\n')
-    lock = directory / "j.log.lock"
-    os.symlink("j.log", lock)
+    record = replace(this_process(token=new_token(), interval=2.0, grace=10.0),
+                     host="container-1", pid_namespace=4026532999, pid=4242)  # fmt: skip
+    lock = guarded_symlink_lock(journal, record)
     then = time.time() - 60
     os.utime(lock, (then, then), follow_symlinks=False)  # taken a minute ago
-    st = lock.lstat()
-    record = replace(this_process(token="remote", interval=2.0, grace=10.0, target="j.log"),
-        host="container-1", pid_namespace=4026532999, pid=4242,
-        lock_mtime=st.st_mtime_ns // 10**9, lock_mtime_ns=st.st_mtime_ns,
-    )  # fmt: skip
-    Path(record_path(str(lock))).write_bytes(record.to_json(1024))
-    os.utime(record_path(str(lock)), ns=(st.st_mtime_ns, st.st_mtime_ns))
     os.utime(journal, (then, then))
     return lock
 

@@ -34,6 +34,7 @@ import time
 import weakref
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Protocol
 
 from ..journal.lines import iter_lines
 from ..journal.ops import RUNNING, classify, sound_op
@@ -123,20 +124,9 @@ class TrialHeartbeats:
 
     def _write(self, path: str) -> None:
         if self._record is None:
-            os.makedirs(self.directory, exist_ok=True)
             self._record = this_process(token=os.path.basename(self.path),
                                         interval=self.interval, grace=self.grace)  # fmt: skip
-        record = replace(self._record, heartbeat_at=time.time())
-        # A new file renamed into place: a reader never sees half a record, and on NFS a
-        # reader's open of the name meets the new file (close-to-open consistency).
-        temp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"  # one per writer thread
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(temp, flags, 0o644)
-        try:
-            os.write(fd, record.to_json())
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
+        write_record(path, replace(self._record, heartbeat_at=time.time()))
 
     def forget(self) -> None:
         """This worker runs nothing any more (at exit, or when the doctor's writes are done)."""
@@ -145,15 +135,67 @@ class TrialHeartbeats:
             os.unlink(self.path)
 
 
+def write_record(path: str, record: HolderRecord) -> None:
+    """A record written as a new file renamed into place: a reader never sees half of one, and
+    on NFS a reader's open of the name meets the new file (close-to-open consistency)."""
+    temp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"  # one per writer thread
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(temp, flags, 0o644)
+    except FileNotFoundError:  # the first record of this journal (or all were pruned)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(temp, flags, 0o644)
+    try:
+        os.write(fd, record.to_json())
+    finally:
+        os.close(fd)
+    os.replace(temp, path)
+
+
+class HolderFile:
+    """The record of a process that takes symlink locks, `<journal>.heartbeats/holder-<token>`:
+    written before its first lock, beaten while the process lives (so `prune` on another host
+    keeps it), removed when the lock object goes (`forget`)."""
+
+    def __init__(self, path: str, record: HolderRecord) -> None:
+        self.path = path
+        self.record = record
+        self.interval = record.heartbeat_interval
+        self.last = 0.0
+        self.pid = os.getpid()
+
+    def beat(self) -> None:
+        write_record(self.path, replace(self.record, heartbeat_at=time.time()))
+        self.last = time.monotonic()
+
+    def forget(self) -> None:
+        _BEATING.discard(self)
+        if os.getpid() == self.pid:  # never a forked child's exit: the file is its parent's
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
 # --- one thread per process beats every live worker's file --------------------------------
 
-_BEATING: weakref.WeakSet[TrialHeartbeats] = weakref.WeakSet()
+
+class Beating(Protocol):
+    path: str
+    interval: float
+    last: float
+
+    def beat(self) -> None: ...
+
+
+_BEATING: weakref.WeakSet[Beating] = weakref.WeakSet()
 _beater: threading.Thread | None = None
 _beater_lock = threading.Lock()
+# A forked child is another process: what it beats is its own (a parent's files describe the
+# parent, and the parent's thread does not run in the child).
+os.register_at_fork(after_in_child=_BEATING.clear)
 
 
-def keep_beating(heartbeats: TrialHeartbeats) -> None:
-    """Beat this worker's file for as long as it lives (until `forget`)."""
+def keep_beating(heartbeats: Beating) -> None:
+    """Beat this file for as long as it lives (until `forget`)."""
     global _beater
     _BEATING.add(heartbeats)
     with _beater_lock:

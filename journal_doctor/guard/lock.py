@@ -4,8 +4,10 @@ heartbeat while held, and an acquire that breaks a provably dead holder's lock a
 - Taking it is Optuna's: `symlink(<journal's file name>, lock)` or `open(lock, O_CREAT|O_EXCL)`,
   so plain Optuna workers on the same journal exclude it and are excluded by it. The symlink's
   target is the journal's bare file name, resolved beside the lock: it never dangles, whatever
-  the working directory or the mount point of each host.
-- The record (`protocol.record`) goes inside an open lock, or beside a symlink lock.
+  the working directory or the mount point of each host; `./` and `.//` steps before the name
+  carry this process's token, which names its record.
+- The record (`protocol.record`) goes inside an open lock, one per hold; a symlink lock's is
+  the process's own, written once before its first hold (`guard.heartbeat.HolderFile`).
 - While held, a thread beats every `heartbeat_interval`: it rewrites the record and touches
   what Optuna's own waiters watch (the journal's mtime for a symlink lock, the lock's for an
   open one), so neither they nor the doctor break a slow but live holder.
@@ -24,7 +26,6 @@ heartbeat while held, and an acquire that breaks a provably dead holder's lock a
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import logging
@@ -32,26 +33,35 @@ import os
 import random
 import threading
 import time
-import uuid
+import weakref
 from dataclasses import replace
 
 from ..errors import LockLost, LockTimeout
 from ..locks.discover import LockCandidate
 from ..locks.visibility import locks_stay_local
 from ..model import LockKind, LockReport, OutcomeKind, Thresholds, Verdict
-from ..protocol.lockfile import Removal, is_file, lock_path, release_name, remove_if
+from ..protocol.lockfile import (
+    Identity,
+    Removal,
+    identity,
+    is_file,
+    lock_path,
+    release_name,
+    remove_if,
+)
 from ..protocol.record import (
-    RECORD_SLOT,
     HolderRecord,
     Liveness,
     filesystem_now,
+    holder_path,
     judge_record,
+    link_target,
     lock_record,
-    record_path,
+    new_token,
     same_host,
     this_process,
-    whole_seconds,
 )
+from .heartbeat import HolderFile, keep_beating
 
 logger = logging.getLogger("journal_doctor")
 
@@ -90,8 +100,9 @@ class GuardedLock:
         self._start()
 
     def _start(self) -> None:
-        """The state of one process's lock: made anew when a storage is unpickled elsewhere."""
-        self._held: tuple[int, int] | None = None  # (device, inode) of the lock we made
+        """The state of one process's lock: made anew when a storage is unpickled elsewhere, and
+        in a forked child."""
+        self._held: Identity | None = None  # of the lock this process made
         self._record: HolderRecord | None = None
         self._beat = threading.Lock()  # the heartbeat and release() never overlap
         self._beaten_at = 0.0  # monotonic: the take or the last beat that succeeded
@@ -104,8 +115,13 @@ class GuardedLock:
         self._fence = not locks_stay_local(self.directory)
         # Who this process is, read now: built inside the first hold, it left a window of
         # tens of milliseconds (psutil's import) in which a kill left a lock with no record.
-        self._template = this_process(token=uuid.uuid4().hex, interval=self.heartbeat_interval,
-                                      grace=self.grace_period, target=self._target)  # fmt: skip
+        token = new_token()
+        self._template = this_process(token=token, interval=self.heartbeat_interval,
+                                      grace=self.grace_period)  # fmt: skip
+        self._link = link_target(self._target, token)
+        self._holder_file: HolderFile | None = None  # written before the first symlink lock
+        self._publish_failed = False
+        _LOCKS.add(self)
 
     def __getstate__(self) -> dict[str, object]:
         keep = ("journal", "path", "directory", "kind", "heartbeat_interval", "grace_period",
@@ -175,9 +191,11 @@ class GuardedLock:
         """Optuna's own move; True when this process now holds the lock."""
         try:
             if self.kind is LockKind.SYMLINK:
-                os.symlink(self._target, self.path)
+                if self._holder_file is None:
+                    self._publish()
+                os.symlink(self._link, self.path)
                 st = os.lstat(self.path)
-                record = self._bind_sidecar(st.st_mtime_ns)
+                record = self._template
             else:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
                 try:
@@ -199,15 +217,33 @@ class GuardedLock:
                 raise
             return False
         self._refusals = 0
-        self._held, self._record = (st.st_dev, st.st_ino), record
+        self._held, self._record = identity(st), record
         self._start_beating()
         return True
 
     def _file_record(self) -> HolderRecord:
         """An open lock's record: it lives inside that very lock, one per acquisition."""
         now = time.time()
-        return replace(self._template, token=uuid.uuid4().hex, lock_target=None,
-                                       acquired_at=now, heartbeat_at=now)  # fmt: skip
+        return replace(self._template, token=new_token(), acquired_at=now, heartbeat_at=now)
+
+    def _publish(self) -> None:
+        """This process's record, before its first symlink lock names it: a kill right after
+        the link is made leaves a lock whose holder is known. Beaten while the process lives;
+        removed with this lock object (or at exit)."""
+        holder = HolderFile(holder_path(self.journal, self._template.token), self._template)
+        try:
+            holder.beat()
+        except OSError as err:
+            # Full, over quota, read-only: our locks then look plain to others (judged by
+            # their age, the cautious way) until a later take writes the record.
+            if not self._publish_failed:
+                logger.warning("%s: the holder record could not be written (%s); others judge"
+                               " this process's locks by their age", holder.path, err)  # fmt: skip
+            self._publish_failed = True
+            return
+        keep_beating(holder)
+        weakref.finalize(self, holder.forget)
+        self._holder_file = holder
 
     def _break_if_dead(self) -> str | None:
         """None when the lock is gone or was just broken; else who is waited on, and why."""
@@ -306,12 +342,12 @@ class GuardedLock:
             journal=self.journal,
         )
 
-    def _still(self, held: tuple[int, int]) -> bool:
+    def _still(self, held: Identity) -> bool:
         try:
             st = os.lstat(self.path)
         except OSError:
             return False
-        return (st.st_dev, st.st_ino) == held
+        return identity(st) == held
 
     def _start_beating(self) -> None:
         # No wake-up per hold: a hold lasts milliseconds, and waking a thread twice for each
@@ -361,7 +397,7 @@ class GuardedLock:
         fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) != self._held:
+            if identity(st) != self._held:
                 return  # not ours any more: never write into another holder's lock
             data = record.to_json()
             os.pwrite(fd, data, 0)
@@ -370,54 +406,32 @@ class GuardedLock:
             os.close(fd)
         self._record = record
 
-    def _bind_sidecar(self, lock_mtime_ns: int) -> HolderRecord:
-        """Bind this process's record to the lock just taken: it names the lock's mtime. Where
-        this host sees whole seconds only (sshfs), the file's mtime becomes the lock's too (and
-        0 before release), what a whole-second reader compares; elsewhere that would cost two
-        more round trips per hold on NFS and prove nothing. Opened and closed per hold, never
-        kept open: an NFS client serves its own cached pages of a file a local process holds
-        open for writing, whatever another host wrote (verified on the bed), and close-to-open
-        consistency covers only this pattern. Only the holder binds it; a reader that catches
-        it half written or unbound judges the lock by its age (the cautious way). Returns the
-        record written: the one this hold keeps."""
-        seconds = lock_mtime_ns // 1_000_000_000
-        record = replace(self._template, lock_mtime=seconds, lock_mtime_ns=lock_mtime_ns)
-        data = record.to_json(RECORD_SLOT)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(record_path(self.path), flags, 0o644)
-        try:
-            os.pwrite(fd, data, 0)
-            if len(data) != RECORD_SLOT:  # a record longer than the slot
-                os.ftruncate(fd, len(data))
-            if whole_seconds(lock_mtime_ns):
-                os.utime(fd, ns=(lock_mtime_ns, lock_mtime_ns))
-        finally:
-            os.close(fd)
-        return record
-
-    def _unbind_sidecar(self, lock_mtime_ns: int) -> None:
-        """Before release, where the binding is by the file's mtime: it describes no lock."""
-        if whole_seconds(lock_mtime_ns):
-            with contextlib.suppress(FileNotFoundError):
-                os.utime(record_path(self.path), ns=(0, 0), follow_symlinks=False)
-
     # --- release -----------------------------------------------------------------------------
 
     def release(self) -> None:
         with self._beat:
-            held, record = self._held, self._record
+            held = self._held
             self._held = self._record = None
         if held is None:
             return
-        if self.kind is LockKind.SYMLINK and record is not None and self._still(held):
-            # Still ours, so the record is ours (a breaker removes it before breaking): unbind
-            # it before the lock goes, so it never describes a later lock.
-            self._unbind_sidecar(record.lock_mtime_ns)
         # Optuna's release: renamed aside, unlinked if it is still ours. One broken while we
         # were frozen, and taken again, is put back (or left aside if the name was retaken).
         removal = remove_if(self.path, release_name(self.path), is_file(held))
         if removal is not Removal.REMOVED:
             self.lost += 1
+
+
+_LOCKS: weakref.WeakSet[GuardedLock] = weakref.WeakSet()
+
+
+def _restart_in_child() -> None:
+    """A forked child is another process: it holds none of its parent's locks, and its locks
+    need a record of their own (the parent's names the parent, which may die first)."""
+    for lock in list(_LOCKS):
+        lock._start()
+
+
+os.register_at_fork(after_in_child=_restart_in_child)
 
 
 def _pause(backoff: float) -> float:

@@ -33,7 +33,7 @@ from ..model import (
     Verdict,
 )
 from ..protocol.lockfile import Removal, doctor_break_name, remove_if
-from ..protocol.record import MAX_RECORD, RECORD_SUFFIX, parse
+from ..protocol.record import HEARTBEATS_SUFFIX, HOLDER_PREFIX, MAX_RECORD, parse
 from .discover import LockCandidate
 from .observe import Observer
 from .scan import PathArg, Progress, as_paths, judge_all, scan, survey_for
@@ -116,10 +116,10 @@ def break_lock(judged: LockReport, before_break: BeforeBreak | None = None) -> O
         with _Directory(directory, obs.directory_key) as dir_fd:
             if before_break is not None:
                 before_break(path)
-            if obs.record is not None:
-                _remove_record(name, dir_fd, obs.record.token)
             private = doctor_break_name(name)
             removal = remove_if(name, private, _is_judged(obs.identity, dir_fd), dir_fd=dir_fd)
+            if removal is Removal.REMOVED and obs.record and obs.identity.kind is LockKind.SYMLINK:
+                _remove_record(os.path.basename(obs.journal), dir_fd, obs.record.token)
     except _DirectoryReplaced:
         return Outcome(path=path, outcome=OutcomeKind.CONFLICT, detail=_REPLACED, verdict=verdict)
     except FileNotFoundError as err:
@@ -171,23 +171,32 @@ def _is_judged(identity: Identity, dir_fd: int) -> Callable[[str], bool]:
     return check
 
 
-def _remove_record(lock_name: str, dir_fd: int, token: str) -> None:
-    """A guarded symlink lock's record goes first, while the dead lock still keeps everyone out
-    (no new holder can write one meanwhile): removed if it is the judged holder's (same
-    token), else put back; one a newer record displaced describes nothing any more."""
-    name = lock_name + RECORD_SUFFIX
-    private = doctor_break_name(name)
+def _remove_record(journal_name: str, dir_fd: int, token: str) -> None:
+    """The record of a symlink lock's holder judged dead, once its lock is broken: nothing
+    else names it. Its token is in its name, so no other process writes it; a holder judged
+    dead from another host that was only frozen writes it again at its next beat. Never
+    through a symlink: the heartbeats directory is opened without following one."""
+    try:
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(journal_name + HEARTBEATS_SUFFIX, flags, dir_fd=dir_fd)
+    except OSError:
+        return  # no such directory, or not one: nothing of ours to remove
+    try:
+        name = HOLDER_PREFIX + token
 
-    def is_the_holders(aside: str) -> bool:
-        fd = os.open(aside, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
-        try:
-            record = parse(os.read(fd, MAX_RECORD))
-        finally:
-            os.close(fd)
-        return record is not None and record.token == token
+        def is_the_holders(aside: str) -> bool:
+            record_fd = os.open(aside, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
+            try:
+                record = parse(os.read(record_fd, MAX_RECORD))
+            finally:
+                os.close(record_fd)
+            return record is not None and record.token == token
 
-    if remove_if(name, private, is_the_holders, dir_fd=dir_fd) is Removal.DISPLACED:
-        os.unlink(private, dir_fd=dir_fd)
+        remove_if(name, doctor_break_name(name), is_the_holders, dir_fd=fd)
+    except OSError:
+        pass  # a leftover at worst: the lock, which mattered, is gone
+    finally:
+        os.close(fd)
 
 
 def remove_leftover(leftover: LeftoverReport, thresholds: Thresholds) -> Outcome:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import os
+import stat
 import uuid
 from collections.abc import Callable
 
@@ -20,7 +21,7 @@ LOCK_SUFFIX = ".lock"
 DOCTOR_BREAK_INFIX = ".journal-doctor-"
 DOCTOR_BREAK_SUFFIX = ".break"
 
-Identity = tuple[int, int]  # (st_dev, st_ino)
+Identity = tuple[int, int, int]  # (st_dev, st_ino, a symlink's st_mtime_ns, else 0)
 
 
 def lock_path(journal: str) -> str:
@@ -73,11 +74,18 @@ def _put_back(aside: str, name: str, dir_fd: int | None) -> Removal:
     return Removal.PUT_BACK
 
 
-def is_file(identity: Identity, dir_fd: int | None = None) -> Callable[[str], bool]:
-    """`expected` for `remove_if`: the very file (device and inode) that was judged or made."""
+def identity(st: os.stat_result) -> Identity:
+    """A lock's identity: its device and inode, and a symlink's mtime, set when it is made and
+    never changed after (an open lock's changes with each beat of its record). The inode of a
+    removed lock is soon given to the next file made there (tmpfs, ext4): a new lock must not
+    pass for the one a holder made."""
+    return st.st_dev, st.st_ino, st.st_mtime_ns if stat.S_ISLNK(st.st_mode) else 0
+
+
+def is_file(expected: Identity, dir_fd: int | None = None) -> Callable[[str], bool]:
+    """`expected` for `remove_if`: the very file that was judged or made."""
 
     def check(aside: str) -> bool:
-        st = os.stat(aside, dir_fd=dir_fd, follow_symlinks=False)
-        return (st.st_dev, st.st_ino) == identity
+        return identity(os.stat(aside, dir_fd=dir_fd, follow_symlinks=False)) == expected
 
     return check

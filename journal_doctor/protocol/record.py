@@ -4,13 +4,17 @@ and versioned.
 
 Where it lives:
 - an open (O_EXCL) lock: inside the lock file itself, so it can only describe that very file;
-- a symlink lock: beside it, `<journal>.lock.holder`, holding the record of the process that
-  last held the lock, bound to the lock (`bound`): the holder writes the lock's mtime into it
-  when it takes the lock; where it sees whole seconds only (sshfs) it also sets the file's
-  mtime to the lock's, and to 0 before releasing it. A breaker removes it, verified, before
-  breaking the lock. So a record never describes a later lock. Nobody keeps the file open: it
-  is opened and closed per hold, which is what NFS's close-to-open consistency covers (an NFS
-  client keeps serving its cached pages of a file a local process holds open for writing). Its
+- a symlink lock: in `<journal>.heartbeats/holder-<token>`, one file per process, written once
+  when the process first takes the lock and beaten (rewritten, renamed into place) by its
+  beating thread; the process removes it when it ends. The lock names it: the symlink's target
+  is the journal's bare name behind 64 `./` or `.//` steps, one per bit of the token
+  (`link_target`), which resolves to the journal from any working directory, as Optuna's
+  waiters need, and carries the token in the one thing a holder writes per hold: the link
+  itself. Nothing else is written per hold (on NFS a record written at every take cost a
+  synchronous WRITE per append), and no time is compared to bind the two: the record describes
+  the process whose token the link carries. Nobody keeps a record file open: an NFS client
+  keeps serving its cached pages of a file a local process holds open for writing, and
+  close-to-open consistency covers only what is opened after it was closed. The lock's
   heartbeat is the later of the journal's mtime, which the holder touches while it holds the
   lock (what Optuna's own waiters watch), and the lock's own.
 - heartbeats of workers and trials: `<journal>.heartbeats/` (`guard.heartbeat`).
@@ -24,6 +28,7 @@ import contextlib
 import enum
 import json
 import os
+import re
 import stat
 import time
 from collections.abc import Callable, Mapping
@@ -33,11 +38,15 @@ from typing import Any, TypeVar
 
 from ..fsio import open_nonblocking
 
-FORMAT = "journal-doctor/holder-record/1"
-RECORD_SUFFIX = ".holder"  # <journal>.lock.holder
+FORMAT = "journal-doctor/holder-record/2"
+# 1: a symlink lock's record was `<journal>.lock.holder`, bound by the lock's mtime. Worker and
+# trial heartbeats are the same in both: written by 1 or 2, they are read alike.
+_READABLE = (FORMAT, "journal-doctor/holder-record/1")
 HEARTBEATS_SUFFIX = ".heartbeats"  # <journal>.heartbeats/<trial id>
+HOLDER_PREFIX = "holder-"  # <journal>.heartbeats/holder-<token>: a symlink lock's holder
 MAX_RECORD = 4096
-RECORD_SLOT = 1024  # a symlink lock's record file: one process's record, padded to this size
+TOKEN_BITS = 64  # a process's token in its symlink locks' target: 16 hex digits
+_LINK = re.compile(rf"((?:\./{{1,2}}){{{TOKEN_BITS}}})([^/]+)")
 
 
 K = TypeVar("K")
@@ -57,20 +66,16 @@ class HolderRecord:
     heartbeat_at: float  # holder's clock at the last beat
     heartbeat_interval: float
     grace_period: float
-    token: str  # this acquisition (symlink locks: this process)
-    lock_mtime: int  # symlink locks: the lock's mtime in whole seconds (the binding)
-    lock_target: str | None  # symlink locks: the target as written
-    lock_mtime_ns: int = 0  # symlink locks: the lock's mtime to the nanosecond (0: not known)
+    token: str  # this acquisition (open locks), this process (symlink locks, worker beats)
 
-    def to_json(self, pad: int = 0) -> bytes:
-        """One JSON line; with `pad`, space-padded to that many bytes (a fixed slot). Written
-        at every hold: the fields are read directly (`asdict` deep-copies, 13x slower)."""
+    def to_json(self) -> bytes:
+        """One JSON line. Written at every hold of an open lock: the fields are read directly
+        (`asdict` deep-copies, 13x slower)."""
         document: dict[str, Any] = {"format": FORMAT}
         document.update((name, getattr(self, name)) for name in _RECORD_FIELDS)
-        # json, not orjson: a lock's target may hold a name that is not UTF-8 (surrogate
-        # escapes), which json writes as \udcXX and orjson refuses.
-        data = json.dumps(document, separators=(",", ":")).encode()
-        return data.ljust(pad - 1) + b"\n" if pad else data + b"\n"
+        # json, not orjson: a process name may not be UTF-8 (surrogate escapes), which json
+        # writes as \udcXX and orjson refuses.
+        return json.dumps(document, separators=(",", ":")).encode() + b"\n"
 
     @property
     def who(self) -> str:
@@ -85,7 +90,7 @@ def parse(data: bytes) -> HolderRecord | None:
     """A record from its bytes; None for anything else (a plain lock, a torn write)."""
     try:
         document = json.loads(data)
-        if not isinstance(document, dict) or document.get("format") != FORMAT:
+        if not isinstance(document, dict) or document.get("format") not in _READABLE:
             return None
         known = {field: document[field] for field in _RECORD_FIELDS if field in document}
         return HolderRecord(**known)
@@ -93,12 +98,35 @@ def parse(data: bytes) -> HolderRecord | None:
         return None
 
 
-def record_path(lock: str) -> str:
-    return lock + RECORD_SUFFIX
-
-
 def heartbeat_dir(journal: str) -> str:
     return journal + HEARTBEATS_SUFFIX
+
+
+def holder_path(journal: str, token: str) -> str:
+    """The record of the process whose symlink locks carry `token`."""
+    return os.path.join(heartbeat_dir(journal), HOLDER_PREFIX + token)
+
+
+def new_token() -> str:
+    return os.urandom(TOKEN_BITS // 8).hex()
+
+
+def link_target(journal_name: str, token: str) -> str:
+    """A symlink lock's target: the journal's bare name, behind one `./` (a 0) or `.//` (a 1)
+    per bit of `token`. It resolves to the journal beside the lock, as Optuna's waiters need
+    (they stat the lock), and never dangles while the journal is there."""
+    bits = format(int(token, 16), f"0{TOKEN_BITS}b")
+    return "".join(".//" if bit == "1" else "./" for bit in bits) + journal_name
+
+
+def target_token(target: str | None) -> str | None:
+    """The token a guarded holder's `link_target` carries; None for any other target (a plain
+    Optuna lock's: the journal's name as its worker gave it)."""
+    match = _LINK.fullmatch(target) if target else None
+    if match is None:
+        return None
+    bits = "".join("1" if step == ".//" else "0" for step in re.findall(r"\./{1,2}", match[1]))
+    return format(int(bits, 2), f"0{TOKEN_BITS // 4}x")
 
 
 def read_bytes(path: str, limit: int = MAX_RECORD) -> tuple[bytes, os.stat_result] | None:
@@ -134,48 +162,26 @@ def read_record(lock: str, lock_st: os.stat_result, target: str | None) -> Found
         return (
             Found(record=record, beat_mtime=beat_time(lock, read[1])) if record and read else None
         )
-    if not stat.S_ISLNK(lock_st.st_mode):
-        return None
-    read = read_bytes(record_path(lock))
+    token = target_token(target) if stat.S_ISLNK(lock_st.st_mode) else None
+    if token is None:
+        return None  # a plain Optuna lock
+    journal = lock[: -len(".lock")]
+    read = read_bytes(holder_path(journal, token))
     record = parse(read[0]) if read else None
-    if record is None or read is None:
-        return None
-    if not bound(record, read[1], lock_st) or record.lock_target != target:
+    if record is None or record.token != token:
         return None
     # The heartbeat is the journal's mtime, which the holder touches while it holds the lock;
     # and the lock's own creation, which proves the holder alive then: a lock just taken on a
     # journal last written an hour ago is not an hour silent (another host broke such a lock
     # 75 ms after it was taken, on the NFS bed).
-    beat = fresh_mtime(lock[: -len(".lock")])
+    beat = fresh_mtime(journal)
     return (
         Found(record=record, beat_mtime=max(beat, lock_st.st_mtime)) if beat is not None else None
     )
 
 
-def whole_seconds(mtime_ns: int) -> bool:
-    """An mtime seen in whole seconds only (as through sshfs): there a symlink lock's record is
-    bound by the record file's mtime as well."""
-    return mtime_ns % 1_000_000_000 == 0
-
-
-def bound(record: HolderRecord, record_st: os.stat_result, lock_st: os.stat_result) -> bool:
-    """Does this symlink lock's record describe the lock whose lstat is `lock_st`? Its holder
-    wrote the lock's mtime into it when it took the lock. Where the holder and the reader both
-    see nanoseconds, the record must name this lock's mtime exactly: the record file's own mtime
-    proves nothing there (an NFSv4 client holding a delegation moves it when it flushes,
-    measured on the bed). Where either sees whole seconds only (sshfs), the seconds must agree
-    and so must the record file's mtime, which its holder sets to the lock's, and to 0 before
-    releasing it."""
-    lock_s, lock_ns = divmod(lock_st.st_mtime_ns, 1_000_000_000)
-    if lock_s <= 0:
-        return False
-    if not whole_seconds(record.lock_mtime_ns) and lock_ns:
-        return record.lock_mtime_ns == lock_st.st_mtime_ns
-    return record.lock_mtime == lock_s and int(record_st.st_mtime) == lock_s
-
-
 def lock_record(lock: str) -> tuple[os.stat_result, Found | None]:
-    """A lock's lstat and the record that describes it, if any (a symlink's is bound to its
+    """A lock's lstat and the record that describes it, if any (a symlink's is named by its
     target). Raises OSError: FileNotFoundError once the lock is released."""
     st = os.lstat(lock)
     target = os.readlink(lock) if stat.S_ISLNK(st.st_mode) else None
@@ -256,12 +262,10 @@ def process_state(pid: int) -> str | None:
         return None
 
 
-def this_process(
-    *, token: str, interval: float, grace: float, lock_mtime: int = 0, target: str | None = None
-) -> HolderRecord:
+def this_process(*, token: str, interval: float, grace: float) -> HolderRecord:
     now = time.time()
     me = os.getpid()
-    name, started, user = _me()
+    name, started, user = _me(me)
     return HolderRecord(
         host=hostname(),
         boot_id=boot_id(),
@@ -276,16 +280,14 @@ def this_process(
         heartbeat_interval=interval,
         grace_period=grace,
         token=token,
-        lock_mtime=lock_mtime,
-        lock_target=target,
     )
 
 
 @cache
-def _me() -> tuple[str, float, str]:
+def _me(pid: int) -> tuple[str, float, str]:  # by pid: a forked child is another process
     import psutil
 
-    me = psutil.Process(os.getpid())
+    me = psutil.Process(pid)
     return me.name(), me.create_time(), me.username()
 
 

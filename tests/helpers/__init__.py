@@ -15,6 +15,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from journal_doctor.protocol.record import HolderRecord
 
 PYTHON = sys.executable
 LOCK_KINDS = ("symlink", "open")
@@ -226,6 +230,18 @@ def age_path(path: Path, seconds: float) -> None:
     """Make a lock look `seconds` old (lstat mtime), without following a symlink."""
     then = time.time() - seconds
     os.utime(path, (then, then), follow_symlinks=False)
+
+
+def guarded_symlink_lock(journal: Path, record: HolderRecord) -> Path:
+    """A symlink lock as a guarded holder described by `record` leaves it: its record in the
+    journal's heartbeats directory, named by the token the link's target carries."""
+    from journal_doctor.guard.heartbeat import write_record
+    from journal_doctor.protocol.record import holder_path, link_target
+
+    lock = Path(f"{journal}.lock")
+    os.symlink(link_target(journal.name, record.token), lock)
+    write_record(holder_path(str(journal), record.token), record)
+    return lock
 
 
 def require(feature: str, reason: str) -> None:
