@@ -179,9 +179,16 @@ class HolderFile:
 
 
 class Beating(Protocol):
-    path: str
-    interval: float
-    last: float
+    """What the beating thread beats: `beat()` once `interval` has passed since `last`."""
+
+    @property
+    def path(self) -> str: ...  # named when a beat fails
+
+    @property
+    def interval(self) -> float: ...
+
+    @property
+    def last(self) -> float: ...  # monotonic
 
     def beat(self) -> None: ...
 
@@ -189,13 +196,21 @@ class Beating(Protocol):
 _BEATING: weakref.WeakSet[Beating] = weakref.WeakSet()
 _beater: threading.Thread | None = None
 _beater_lock = threading.Lock()
-# A forked child is another process: what it beats is its own (a parent's files describe the
-# parent, and the parent's thread does not run in the child).
-os.register_at_fork(after_in_child=_BEATING.clear)
+
+
+def _forget_in_child() -> None:
+    """A forked child is another process: what it beats is its own (a parent's files describe
+    the parent), and the parent's thread, or a lock it held, is not in the child."""
+    global _beater, _beater_lock
+    _BEATING.clear()
+    _beater, _beater_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def keep_beating(heartbeats: Beating) -> None:
-    """Beat this file for as long as it lives (until `forget`)."""
+    """Beat this for as long as it lives (until `forget`, or it is collected)."""
     global _beater
     _BEATING.add(heartbeats)
     with _beater_lock:

@@ -106,7 +106,6 @@ class GuardedLock:
         self._record: HolderRecord | None = None
         self._beat = threading.Lock()  # the heartbeat and release() never overlap
         self._beaten_at = 0.0  # monotonic: the take or the last beat that succeeded
-        self._thread: threading.Thread | None = None
         self._beat_failed = False  # a failing beat is logged once, not every tick
         self.lost = 0  # times the lock was found broken while held (fencing)
         self._refusals = 0
@@ -122,6 +121,7 @@ class GuardedLock:
         self._holder_file: HolderFile | None = None  # written before the first symlink lock
         self._publish_failed = False
         _LOCKS.add(self)
+        keep_beating(self)
 
     def __getstate__(self) -> dict[str, object]:
         keep = ("journal", "path", "directory", "kind", "heartbeat_interval", "grace_period",
@@ -217,8 +217,8 @@ class GuardedLock:
                 raise
             return False
         self._refusals = 0
+        self._beaten_at = time.monotonic()
         self._held, self._record = identity(st), record
-        self._start_beating()
         return True
 
     def _file_record(self) -> HolderRecord:
@@ -349,26 +349,22 @@ class GuardedLock:
             return False
         return identity(st) == held
 
-    def _start_beating(self) -> None:
-        # No wake-up per hold: a hold lasts milliseconds, and waking a thread twice for each
-        # cost a third of the append rate. The thread ticks on its own, a quarter interval
-        # apart, and beats for a hold that has lasted an interval since its last beat.
-        self._beaten_at = time.monotonic()
-        if self._thread is None:
-            with self._beat:
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._beat_while_held, name="journal-doctor-heartbeat", daemon=True
-                    )
-                    self._thread.start()
+    @property
+    def interval(self) -> float:
+        return self.heartbeat_interval
 
-    def _beat_while_held(self) -> None:
-        while True:
-            time.sleep(self.heartbeat_interval / 4)
-            with self._beat:  # release() takes it too: never beat a lock being released
-                due = time.monotonic() - self._beaten_at >= self.heartbeat_interval
-                if self._held is not None and due:
-                    self._beat_once()
+    @property
+    def last(self) -> float:
+        return self._beaten_at
+
+    def beat(self) -> None:
+        """Called by the process's beating thread (`guard.heartbeat`) once an interval has
+        passed since the take or the last beat: a hold lasts milliseconds, so most holds see
+        no beat, and none wakes a thread (waking one twice per hold cost a third of the
+        append rate)."""
+        with self._beat:  # release() takes it too: never beat a lock being released
+            if self._held is not None:
+                self._beat_once()
 
     def _beat_once(self) -> None:
         """One beat; whatever goes wrong, the thread goes on (a holder that stops beating is
