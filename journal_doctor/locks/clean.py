@@ -33,7 +33,7 @@ from ..model import (
     Verdict,
 )
 from ..protocol.lockfile import Removal, doctor_break_name, remove_if
-from ..protocol.record import HEARTBEATS_SUFFIX, HOLDER_PREFIX, MAX_RECORD, parse
+from ..protocol.record import MAX_RECORD, heartbeat_dir, holder_name, parse
 from .discover import LockCandidate
 from .observe import Observer
 from .scan import PathArg, Progress, as_paths, judge_all, scan, survey_for
@@ -178,11 +178,11 @@ def _remove_record(journal_name: str, dir_fd: int, token: str) -> None:
     through a symlink: the heartbeats directory is opened without following one."""
     try:
         flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(journal_name + HEARTBEATS_SUFFIX, flags, dir_fd=dir_fd)
+        fd = os.open(heartbeat_dir(journal_name), flags, dir_fd=dir_fd)
     except OSError:
         return  # no such directory, or not one: nothing of ours to remove
     try:
-        name = HOLDER_PREFIX + token
+        name = holder_name(token)
 
         def is_the_holders(aside: str) -> bool:
             record_fd = os.open(aside, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)

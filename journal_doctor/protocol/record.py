@@ -102,9 +102,14 @@ def heartbeat_dir(journal: str) -> str:
     return journal + HEARTBEATS_SUFFIX
 
 
+def holder_name(token: str) -> str:
+    """The name, in the heartbeats directory, of the record of the process whose symlink locks
+    carry `token`."""
+    return HOLDER_PREFIX + token
+
+
 def holder_path(journal: str, token: str) -> str:
-    """The record of the process whose symlink locks carry `token`."""
-    return os.path.join(heartbeat_dir(journal), HOLDER_PREFIX + token)
+    return os.path.join(heartbeat_dir(journal), holder_name(token))
 
 
 def new_token() -> str:
