@@ -82,10 +82,19 @@ class Bed:
         assert "Traceback" not in result.stderr, result.stderr
         return json.loads(result.stdout)  # type: ignore[no-any-return]
 
-    def kill_host(self, host: str) -> None:
-        """All of that host's processes die at once; returns when its init is gone."""
+    def kill_host(
+        self, host: str, stopped: tuple[subprocess.Popen[str], psutil.Process] | None = None
+    ) -> None:
+        """All of that host's processes die at once; returns when its init is gone. `stopped`:
+        a stopped process there, and the nsenter that started it, which stopped itself with it:
+        the host's init is gone only once that process is reaped, so nsenter is continued once
+        its child is dead (continued before, it would continue the child)."""
         init = self.init(host)
         os.kill(init, signal.SIGKILL)
+        if stopped is not None:
+            relay, child = stopped
+            assert poll(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE)
+            relay.send_signal(signal.SIGCONT)
         assert poll(lambda: not os.path.exists(f"/proc/{init}"), 10)
 
     def revive_a(self) -> None:
@@ -220,8 +229,34 @@ def test_verdict_matrix(
             bed.revive_a()
 
 
+def freeze_inside_a_trial(holder: psutil.Process, lock: Path, journal: Path) -> bool:
+    """Stop `holder` while it holds the lock inside a trial (writing a parameter or the final
+    state): True once it is stopped so. A hold lasts milliseconds, so the stop is made the
+    moment the lock is seen, and tried again (the holder continued) when it landed after the
+    hold, or inside the hold that creates the trial (no trial RUNNING yet)."""
+    for _ in range(300):
+        if not poll(lambda: os.path.lexists(lock), 10, interval=0.0002):
+            return False
+        holder.suspend()
+        assert poll(lambda: all_stopped(holder.pid), 10, interval=0.0005)
+        if os.path.lexists(lock) and running_trials(journal) > 0:
+            return True
+        holder.resume()
+        assert poll(lambda: not os.path.lexists(lock), 10, interval=0.0005)
+    return False
+
+
+def all_stopped(pid: int) -> bool:
+    """Every thread of `pid` stopped (a thread inside a FUSE request stops when it returns)."""
+    states = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/stat") as stat:
+            states.append(stat.read().rsplit(")", 1)[1].split()[0])
+    return all(state in "tT" for state in states)
+
+
 def test_a_surviving_hosts_guarded_worker_takes_over_after_the_other_host_dies(
-    bed: Bed, study: str
+    bed: Bed, study: str, tmp_path: Path
 ) -> None:
     """hostA's guarded worker dies with its host while it holds the lock and runs a trial;
     hostB's guarded worker breaks the lock within the grace period and fails and retries the
@@ -231,22 +266,25 @@ def test_a_surviving_hosts_guarded_worker_takes_over_after_the_other_host_dies(
               "--guard-grace", str(GRACE), "--heartbeat", "0.5"]  # fmt: skip
     journal = bed.share / study / "j.log"
     lock = bed.share / study / "j.log.lock"
-    for _ in range(5):
-        victim = bed.on("hostA", *worker, "--trials", "1000", "--sleep", "0.3", cwd=cwd,
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        try:
-            assert poll(lambda: journal.exists() and journal.stat().st_size > 2000, 60)
-            # Holding the lock inside a trial (its CREATE_TRIAL or a parameter being written).
-            assert poll(lambda: os.path.lexists(lock) and running_trials(journal) > 0, 30,
-                        interval=0.001)  # fmt: skip
-            died = time.monotonic()
-            bed.kill_host("hostA")
-        finally:
-            victim.kill()
-            victim.wait()
-        if os.path.lexists(lock) and running_trials(journal) > 0:
+    for attempt in range(5):  # each a boot of hostA
+        with (tmp_path / f"victim-{attempt}.err").open("w+") as err:
+            victim = bed.on("hostA", *worker, "--trials", "1000", "--sleep", "0.3", cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
+            try:
+                assert poll(lambda: journal.exists() and journal.stat().st_size > 2000, 60)
+                (holder,) = [p for p in psutil.Process(victim.pid).children(recursive=True)
+                             if "python" in p.name()]  # fmt: skip
+                held = freeze_inside_a_trial(holder, lock, journal)
+                died = time.monotonic()
+                bed.kill_host("hostA", stopped=(victim, holder))
+            finally:
+                victim.kill()
+                victim.wait()
+            err.seek(0)
+            assert victim.returncode == -signal.SIGKILL, f"the worker failed: {err.read()[-2000:]}"
+        if held:
             break
-        bed.revive_a()  # the kill landed after that write: again
+        bed.revive_a()  # every freeze landed after the hold ended: again
     else:
         raise AssertionError("hostA never died holding the lock inside a trial in 5 tries")
     try:
