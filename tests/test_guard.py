@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -198,6 +199,51 @@ def test_fencing_a_lock_broken_while_held_is_not_written_under_nor_released(
     guard.release()
     assert os.lstat(guard.path).st_ino == newer.st_ino  # the newer holder's lock stays
     assert guard.lost == 1
+
+
+def test_a_lock_left_naming_this_process_is_removed_by_its_next_acquire(tmp_path: Path) -> None:
+    """A release that put its own lock back (it could not prove the file its own, or a race
+    with a frozen holder's release) leaves a lock naming a live process: everyone would wait on
+    it forever. Its own next acquire removes it; other waiters never do."""
+    journal = tmp_path / "j.log"
+    journal.write_bytes(b"")
+    guard = GuardedLock(str(journal), timeout=3.0)
+    assert guard.acquire()
+    link = os.readlink(guard.path)
+    guard.release()
+    os.symlink(link, guard.path)  # put back: this process's lock, held by none of its threads
+    other = GuardedLock(str(journal), timeout=0.5)
+    with pytest.raises(LockTimeout, match="alive"):
+        other.acquire()  # the record names a live process: never broken by another
+    assert os.readlink(guard.path) == link
+    assert guard.acquire()
+    assert guard.still_held()
+    guard.release()
+    assert not os.path.lexists(guard.path)
+
+
+def test_a_lock_held_by_another_thread_of_this_process_is_waited_on(tmp_path: Path) -> None:
+    journal = tmp_path / "j.log"
+    journal.write_bytes(b"")
+    guard = GuardedLock(str(journal))
+    assert guard.acquire()
+    guard.timeout = 0.5
+    failed: list[LockTimeout] = []
+
+    def wait() -> None:
+        try:
+            guard.acquire()
+        except LockTimeout as err:
+            failed.append(err)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    waiter.join()
+    (timeout,) = failed
+    assert "another thread of this process" in str(timeout)
+    assert guard.still_held()
+    guard.release()
+    assert not os.path.lexists(guard.path)
 
 
 def test_a_live_holder_s_record_never_describes_a_later_plain_lock(tmp_path: Path) -> None:

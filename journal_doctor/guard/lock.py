@@ -43,6 +43,7 @@ from ..model import LockKind, LockReport, OutcomeKind, Thresholds, Verdict
 from ..protocol.lockfile import (
     Identity,
     Removal,
+    doctor_break_name,
     identity,
     is_file,
     lock_path,
@@ -105,6 +106,7 @@ class GuardedLock:
         self._held: Identity | None = None  # of the lock this process made
         self._record: HolderRecord | None = None
         self._beat = threading.Lock()  # the heartbeat and release() never overlap
+        self._taking = threading.Lock()  # a link this thread just made is marked held first
         self._beaten_at = 0.0  # monotonic: the take or the last beat that succeeded
         self._beat_failed = False  # a failing beat is logged once, not every tick
         self.lost = 0  # times the lock was found broken while held (fencing)
@@ -193,8 +195,10 @@ class GuardedLock:
             if self.kind is LockKind.SYMLINK:
                 if self._holder_file is None:
                     self._publish()
-                os.symlink(self._link, self.path)
-                st = os.lstat(self.path)
+                with self._taking:
+                    os.symlink(self._link, self.path)
+                    st = os.lstat(self.path)
+                    self._held = identity(st)
                 record = self._template
             else:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
@@ -252,7 +256,7 @@ class GuardedLock:
         except FileNotFoundError:
             return None  # released meanwhile (a holder's lock lives for milliseconds)
         if found is not None and found.record.token == self._template.token:
-            found = None  # names this very process, which does not hold it: an old copy
+            return self._remove_own_leftover(st)
         if found is not None:
             record = found.record
             if same_host(record):
@@ -269,6 +273,22 @@ class GuardedLock:
         if report.verdict is not Verdict.ORPHANED:
             return report.judgement.reason
         return None if self._break(report) else report.judgement.reason
+
+    def _remove_own_leftover(self, st: os.stat_result) -> str | None:
+        """A lock naming this very lock object, which does not hold it: a release put it back
+        (it could not prove the file its own, or a frozen holder's release moved it aside and
+        back in a race). No other process makes a link with this token, and no thread of this
+        one is taking it (`_taking`), so it is removed, if it is still that file; otherwise
+        every waiter, this one included, would wait on a live process forever."""
+        with self._taking:
+            if self._held is not None:
+                return "held by another thread of this process for a moment."
+            aside = doctor_break_name(self.path)
+            removal = remove_if(self.path, aside, is_file(identity(st)))
+        if removal is Removal.REMOVED:
+            logger.warning("removed %s: left by this process, which no longer held it",
+                           self.path)  # fmt: skip
+        return None  # removed, gone, or another lock now: try again at once
 
     def _judge(self) -> LockReport | None:
         """The doctor's own judgement of the lock, with this lock's grace period as the age
@@ -405,16 +425,21 @@ class GuardedLock:
     # --- release -----------------------------------------------------------------------------
 
     def release(self) -> None:
-        with self._beat:
-            held = self._held
-            self._held = self._record = None
-        if held is None:
-            return
-        # Optuna's release: renamed aside, unlinked if it is still ours. One broken while we
-        # were frozen, and taken again, is put back (or left aside if the name was retaken).
-        removal = remove_if(self.path, release_name(self.path), is_file(held))
+        with self._taking:  # until removed, not a leftover to `_remove_own_leftover`
+            with self._beat:
+                held = self._held
+                self._held = self._record = None
+            if held is None:
+                return
+            # Optuna's release: renamed aside, unlinked if it is still ours. One broken while
+            # we were frozen, and taken again, is put back (or left aside if the name was
+            # retaken).
+            removal = remove_if(self.path, release_name(self.path), is_file(held))
         if removal is not Removal.REMOVED:
             self.lost += 1
+            logger.warning("%s: not released, it is not the lock this process made (%s); it"
+                           " was broken while this process held it", self.path,
+                           removal.value)  # fmt: skip
 
 
 _LOCKS: weakref.WeakSet[GuardedLock] = weakref.WeakSet()
