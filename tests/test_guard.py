@@ -17,6 +17,7 @@ import optuna
 import pytest
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
+import journal_doctor
 from journal_doctor.errors import LockTimeout
 from journal_doctor.guard.lock import GuardedLock
 from journal_doctor.journal.check import check_journal
@@ -419,3 +420,30 @@ def test_a_forked_child_s_locks_name_the_child_and_its_exit_keeps_the_parent_s_r
     assert os.waitpid(child, 0)[1] == 0
     assert named == child  # the child's lock names the child, not its parent
     assert parent_record.exists()  # the child's exit removed none of the parent's files
+
+
+def test_a_forked_child_s_trial_beats_name_the_child_and_its_exit_keeps_the_worker_s_file(
+    tmp_path: Path,
+) -> None:
+    journal = tmp_path / "j.log"
+    storage = journal_doctor.storage(str(journal))
+    worker_file = Path(storage._heartbeats.path)  # type: ignore[attr-defined]
+    assert worker_file.exists()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child beats a trial it runs, then exits as Python does
+        status = 1
+        try:
+            storage.record_heartbeat(7)  # type: ignore[attr-defined]
+            beat = parse(Path(worker_file.parent, "trial-7").read_bytes())
+            os.write(write, f"{beat.pid if beat else 0}\n".encode())
+            atexit._run_exitfuncs()
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write)
+    with os.fdopen(read) as answer:
+        named = int(answer.read().strip() or 0)
+    assert os.waitpid(child, 0)[1] == 0
+    assert named == child  # the trial's beat names the process that runs it
+    assert worker_file.exists()  # the child's exit removed none of the parent's files

@@ -86,6 +86,7 @@ class TrialHeartbeats:
         self._beaten: set[int] = set()  # trials this process beat: the ones it runs
         self._finishing: set[int] = set()  # of those, the ones whose final state is being written
         self._trials = threading.Lock()  # a finished trial's beat is never written again
+        self.pid = os.getpid()
 
     def beat(self) -> None:
         """The worker's own beat, and that of each trial whose final state it is writing."""
@@ -123,16 +124,18 @@ class TrialHeartbeats:
         return os.path.join(self.directory, trial_beat_name(trial_id))
 
     def _write(self, path: str) -> None:
-        if self._record is None:
+        if self._record is None or self._record.pid != os.getpid():  # a forked child: itself
             self._record = this_process(token=os.path.basename(self.path),
                                         interval=self.interval, grace=self.grace)  # fmt: skip
         write_record(path, replace(self._record, heartbeat_at=time.time()))
 
     def forget(self) -> None:
-        """This worker runs nothing any more (at exit, or when the doctor's writes are done)."""
+        """This worker runs nothing any more (at exit, or when the doctor's writes are done).
+        Never a forked child's exit: the worker's file is its parent's."""
         _BEATING.discard(self)
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
+        if os.getpid() == self.pid:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
 
 
 def write_record(path: str, record: HolderRecord) -> None:
