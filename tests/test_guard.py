@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -44,6 +45,16 @@ GUARDED = ("--guarded",)
 def load(journal: Path) -> optuna.Study:
     storage = JournalStorage(JournalFileBackend(str(journal)))
     return optuna.load_study(study_name="doctor-demo", storage=storage)
+
+
+def holding(tmp_path: Path, *args: Any, **options: Any) -> GuardedLock:
+    """A GuardedLock (`args`, `options` as GuardedLock's) that holds the lock of a new, empty
+    journal `j.log` in `tmp_path`."""
+    journal = tmp_path / "j.log"
+    journal.write_bytes(b"")
+    guard = GuardedLock(str(journal), *args, **options)
+    assert guard.acquire()
+    return guard
 
 
 @pytest.mark.parametrize("kind", LOCK_KINDS)
@@ -187,10 +198,7 @@ def test_a_slow_live_holder_is_never_broken(tmp_path: Path, kind: str) -> None:
 def test_fencing_a_lock_broken_while_held_is_not_written_under_nor_released(
     tmp_path: Path, kind: LockKind
 ) -> None:
-    journal = tmp_path / "j.log"
-    journal.write_bytes(b"")
-    guard = GuardedLock(str(journal), kind)
-    assert guard.acquire()
+    guard = holding(tmp_path, kind)
     assert guard.still_held()
     # Another waiter broke it (we were frozen past the grace period) and took a new one.
     os.rename(guard.path, tmp_path / "broken")
@@ -206,14 +214,11 @@ def test_a_lock_left_naming_this_process_is_removed_by_its_next_acquire(tmp_path
     """A release that put its own lock back (it could not prove the file its own, or a race
     with a frozen holder's release) leaves a lock naming a live process: everyone would wait on
     it forever. Its own next acquire removes it; other waiters never do."""
-    journal = tmp_path / "j.log"
-    journal.write_bytes(b"")
-    guard = GuardedLock(str(journal), timeout=3.0)
-    assert guard.acquire()
+    guard = holding(tmp_path, timeout=3.0)
     link = os.readlink(guard.path)
     guard.release()
     os.symlink(link, guard.path)  # put back: this process's lock, held by none of its threads
-    other = GuardedLock(str(journal), timeout=0.5)
+    other = GuardedLock(guard.journal, timeout=0.5)
     with pytest.raises(LockTimeout, match="alive"):
         other.acquire()  # the record names a live process: never broken by another
     assert os.readlink(guard.path) == link
@@ -224,10 +229,7 @@ def test_a_lock_left_naming_this_process_is_removed_by_its_next_acquire(tmp_path
 
 
 def test_a_lock_held_by_another_thread_of_this_process_is_waited_on(tmp_path: Path) -> None:
-    journal = tmp_path / "j.log"
-    journal.write_bytes(b"")
-    guard = GuardedLock(str(journal))
-    assert guard.acquire()
+    guard = holding(tmp_path)
     guard.timeout = 0.5
     failed: list[LockTimeout] = []
 
@@ -248,11 +250,8 @@ def test_a_lock_held_by_another_thread_of_this_process_is_waited_on(tmp_path: Pa
 
 
 def test_a_live_holder_s_record_never_describes_a_later_plain_lock(tmp_path: Path) -> None:
-    journal = tmp_path / "j.log"
-    journal.write_bytes(b"")
-    guard = GuardedLock(str(journal))
-    assert guard.acquire()
-    record_file = Path(holder_path(str(journal), guard._template.token))
+    guard = holding(tmp_path)
+    record_file = Path(holder_path(guard.journal, guard._template.token))
     kept = parse(record_file.read_bytes())
     assert kept is not None
     # A tool that knows nothing of records removes the lock, and a plain worker takes a new
@@ -395,11 +394,8 @@ def test_trials_fail_acts_on_heartbeat_proof_and_asks_for_the_rest(tmp_path: Pat
 def test_a_forked_child_s_locks_name_the_child_and_its_exit_keeps_the_parent_s_record(
     tmp_path: Path,
 ) -> None:
-    journal = tmp_path / "j.log"
-    journal.write_bytes(b"")
-    guard = GuardedLock(str(journal))
-    assert guard.acquire()
-    parent_record = Path(holder_path(str(journal), guard._template.token))
+    guard = holding(tmp_path)
+    parent_record = Path(holder_path(guard.journal, guard._template.token))
     guard.release()
     read, write = os.pipe()
     child = os.fork()
