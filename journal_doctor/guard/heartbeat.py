@@ -130,12 +130,8 @@ class TrialHeartbeats:
         write_record(path, replace(self._record, heartbeat_at=time.time()))
 
     def forget(self) -> None:
-        """This worker runs nothing any more (at exit, or when the doctor's writes are done).
-        Never a forked child's exit: the worker's file is its parent's."""
-        _BEATING.discard(self)
-        if os.getpid() == self.pid:
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)
+        """This worker runs nothing any more (at exit, or when the doctor's writes are done)."""
+        stop_beating(self, self.pid)
 
 
 def write_record(path: str, record: HolderRecord) -> None:
@@ -172,10 +168,7 @@ class HolderFile:
         self.last = time.monotonic()
 
     def forget(self) -> None:
-        _BEATING.discard(self)
-        if os.getpid() == self.pid:  # never a forked child's exit: the file is its parent's
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)
+        stop_beating(self, self.pid)
 
 
 # --- one thread per process beats every live worker's file --------------------------------
@@ -210,6 +203,15 @@ def _forget_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_in_child)
+
+
+def stop_beating(heartbeats: Beating, owner: int) -> None:
+    """Beat it no more, and remove its file if this process is `owner`, the one that made it:
+    never at a forked child's exit, the file is its parent's."""
+    _BEATING.discard(heartbeats)
+    if os.getpid() == owner:
+        with contextlib.suppress(OSError):
+            os.unlink(heartbeats.path)
 
 
 def keep_beating(heartbeats: Beating) -> None:
