@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,10 +26,32 @@ def test_the_expected_lock_is_removed_and_nothing_is_left_aside(tmp_path: Path) 
     assert not os.path.lexists(aside)
 
 
-def test_another_lock_is_put_back_untouched(tmp_path: Path) -> None:
+def test_another_lock_is_never_moved(tmp_path: Path) -> None:
+    """Its live holder would find it gone, even for a moment: it is checked where it is."""
     lock, aside, judged = make_lock(tmp_path)
     another = (judged[0], judged[1] + 1, judged[2])
-    assert remove_if(lock, aside, is_file(another)) is Removal.PUT_BACK
+    before = os.lstat(lock)
+    assert remove_if(lock, aside, is_file(another)) is Removal.LEFT
+    after = os.lstat(lock)
+    assert (after.st_ino, after.st_ctime_ns) == (before.st_ino, before.st_ctime_ns)  # no rename
+    assert os.readlink(lock) == "j.log"
+    assert not os.path.lexists(aside)
+
+
+def changes_after_the_first_look(lock: str, then: Callable[[str], bool]) -> Callable[[str], bool]:
+    """A check that finds the expected lock at the name, and `then` on the file renamed aside:
+    the name changed hands between the check and the rename."""
+
+    def check(found: str) -> bool:
+        return found == lock or then(found)
+
+    return check
+
+
+def test_a_lock_that_changed_after_the_check_is_put_back_untouched(tmp_path: Path) -> None:
+    lock, aside, judged = make_lock(tmp_path)
+    check = changes_after_the_first_look(lock, lambda found: False)
+    assert remove_if(lock, aside, check) is Removal.PUT_BACK
     assert identity(os.lstat(lock)) == judged
     assert os.readlink(lock) == "j.log"
     assert not os.path.lexists(aside)
@@ -41,7 +64,8 @@ def test_another_lock_displaced_by_a_newer_one_is_left_aside(tmp_path: Path) -> 
         os.symlink("j.log", lock)  # a worker took the free name meanwhile
         return False
 
-    assert remove_if(lock, aside, a_newer_lock_arrives) is Removal.DISPLACED
+    check = changes_after_the_first_look(lock, a_newer_lock_arrives)
+    assert remove_if(lock, aside, check) is Removal.DISPLACED
     assert os.lstat(lock).st_ino != judged[1]  # the newer lock keeps the name
     assert os.lstat(aside).st_ino == judged[1]  # the one found waits for a later judgement
 
@@ -51,14 +75,14 @@ def test_a_new_lock_on_a_reused_inode_is_not_the_one_made(tmp_path: Path) -> Non
     os.unlink(lock)  # removed by someone else; a new lock made at once often gets its inode
     os.symlink("j.log", lock)
     os.utime(lock, ns=(judged[2] + 1, judged[2] + 1), follow_symlinks=False)  # made later
-    assert remove_if(lock, aside, is_file(judged)) is Removal.PUT_BACK
+    assert remove_if(lock, aside, is_file(judged)) is Removal.LEFT
 
 
 def test_a_name_nobody_holds_is_gone(tmp_path: Path) -> None:
     assert remove_if(str(tmp_path / "j.log.lock"), str(tmp_path / "aside"), bool) is Removal.GONE
 
 
-def test_a_check_that_raises_puts_the_lock_back_first(tmp_path: Path) -> None:
+def test_a_check_that_raises_leaves_the_lock_where_it_is(tmp_path: Path) -> None:
     lock, aside, judged = make_lock(tmp_path)
 
     def unreadable(found: str) -> bool:
@@ -66,6 +90,18 @@ def test_a_check_that_raises_puts_the_lock_back_first(tmp_path: Path) -> None:
 
     with pytest.raises(PermissionError):
         remove_if(lock, aside, unreadable)
+    assert identity(os.lstat(lock)) == judged
+    assert not os.path.lexists(aside)
+
+
+def test_a_check_that_raises_aside_puts_the_lock_back_first(tmp_path: Path) -> None:
+    lock, aside, judged = make_lock(tmp_path)
+
+    def unreadable_aside(found: str) -> bool:
+        raise PermissionError(13, "Permission denied", found)
+
+    with pytest.raises(PermissionError):
+        remove_if(lock, aside, changes_after_the_first_look(lock, unreadable_aside))
     assert identity(os.lstat(lock)) == judged
     assert not os.path.lexists(aside)
 

@@ -149,6 +149,10 @@ _BROKEN = {
     Removal.REMOVED: (OutcomeKind.REMOVED, "{reason}"),
     Removal.GONE: (OutcomeKind.GONE, "Released before the break."),
     # Not the lock that was judged: a worker released it and another took a new one.
+    Removal.LEFT: (
+        OutcomeKind.CONFLICT,
+        "Changed since it was judged (a new lock took its place); left untouched.",
+    ),
     Removal.PUT_BACK: (
         OutcomeKind.CONFLICT,
         "Changed since it was judged (a new lock took its place); put back untouched.",

@@ -1,8 +1,10 @@
 """A journal lock's names, and the one way anything removes a lock or its record.
 
-`remove_if`: the name is renamed aside to a private name in the same directory (atomic: of
-two removers exactly one wins it), the file found there is checked to be the one expected,
-then unlinked, or else put back under its name untouched. Optuna releases its own lock so
+`remove_if`: the file at the name is checked to be the one expected, and another is never
+moved (its live holder would find its lock gone, even for a moment); then it is renamed aside to
+a private name in the same directory (atomic: of two removers exactly one wins it), checked
+again there (the name may have changed between the check and the rename), then unlinked, or
+else put back under its name untouched. Optuna releases its own lock so
 (`<lock><uuid4>.rename`, then unlink); with it the guarded lock releases its own lock,
 `clean` and the guarded waiter break an orphaned one (`<lock>.journal-doctor-<hex>.break`),
 and a breaker removes a dead holder's record. Never through a symlink: the rename, the link
@@ -41,6 +43,7 @@ def doctor_break_name(lock_name: str, token: str | None = None) -> str:
 class Removal(enum.Enum):
     REMOVED = "removed"  # it was the one expected: gone
     GONE = "gone"  # nothing had the name
+    LEFT = "left untouched"  # another one: never moved
     PUT_BACK = "put back"  # another one: back under its name, untouched
     DISPLACED = "displaced"  # another one, and a newer one took the name meanwhile: left aside
 
@@ -48,9 +51,12 @@ class Removal(enum.Enum):
 def remove_if(
     name: str, aside: str, expected: Callable[[str], bool], *, dir_fd: int | None = None
 ) -> Removal:
-    """Remove `name` if `expected(aside)` says the file renamed to `aside` is the one judged.
-    If the check raises, the file is put back before the error goes on."""
+    """Remove `name` if `expected` says the file is the one judged, asked of the name and then
+    of the file renamed to `aside`. If the second check raises, the file is put back before the
+    error goes on."""
     try:
+        if not expected(name):
+            return Removal.LEFT
         os.rename(name, aside, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except FileNotFoundError:
         return Removal.GONE
