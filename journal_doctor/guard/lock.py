@@ -26,6 +26,7 @@ heartbeat while held, and an acquire that breaks a provably dead holder's lock a
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -34,9 +35,10 @@ import random
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import replace
 
-from ..errors import LockLost, LockTimeout
+from ..errors import JournalWriteFailed, LockLost, LockTimeout
 from ..locks.discover import LockCandidate
 from ..locks.visibility import locks_stay_local
 from ..model import LockKind, LockReport, OutcomeKind, Thresholds, Verdict
@@ -58,6 +60,7 @@ from ..protocol.record import (
     judge_record,
     link_target,
     lock_record,
+    lock_token,
     new_token,
     same_host,
     this_process,
@@ -331,26 +334,56 @@ class GuardedLock:
     def append(self, journal: str, data: bytes) -> bool:
         """Append `data` under this lock (held): False, writing nothing, when the lock may no
         longer be this process's (take it again and retry); `LockLost` when it was broken
-        during the write. The write holds a byte-range lock on the journal: on NFSv4 the
-        server revokes it from a client cut off past its lease, so that client's late write
-        fails (EIO) instead of landing over what other hosts appended meanwhile. Not where
-        such locks never reach a server (NFS mounted nolock): there nothing can fence."""
+        during the write; `JournalWriteFailed` when the write failed (a full filesystem, an I/O
+        error), the journal put back to its length before the append.
+
+        The write holds a byte-range lock on the journal: on NFSv4 the server revokes it from
+        a client cut off past its lease, so that client's late write fails (EIO) instead of
+        landing over what other hosts appended meanwhile. Not where such locks never reach a
+        server (NFS mounted nolock): there nothing can fence."""
         if not self.may_write():
             return False
         try:
-            with open(journal, "ab") as f:
-                if self._fence:
-                    _lock_range(f.fileno())
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            fd, start = self._open_at_end(journal)
         except OSError as err:
             if self.still_held():
                 raise
-            raise self._lost(f"the write failed ({err.strerror or err})") from err
+            raise self._lost(f"the journal could not be opened ({err.strerror or err})") from err
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        except OSError as err:
+            raise self._write_failed(fd, start, err) from err
+        finally:
+            _close(fd)  # the byte-range lock goes with it
         if not self.still_held():
             raise self._lost("it was gone when the write ended")
         return True
+
+    def _open_at_end(self, journal: str) -> tuple[int, int]:
+        """The journal opened as Optuna opens it ("ab"), fenced, and its length: where this
+        append starts, since no other writer holds the lock."""
+        fd = os.open(journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
+        try:
+            if self._fence:
+                _lock_range(fd)
+            return fd, os.fstat(fd).st_size
+        except BaseException:
+            _close(fd)
+            raise
+
+    def _write_failed(self, fd: int, start: int, err: OSError) -> Exception:
+        """The error to raise for a failed write. Held, the journal is put back to its length
+        before the append (no torn line for the next worker to glue its op onto); broken
+        meanwhile, it is left alone: another holder may have appended since."""
+        if not self.still_held():
+            return self._lost(f"the write failed ({err.strerror or err})")
+        try:
+            os.ftruncate(fd, start)
+            os.fsync(fd)
+        except OSError as rollback:
+            return JournalWriteFailed(self.journal, err, rollback_error=rollback)
+        return JournalWriteFailed(self.journal, err)
 
     def _lost(self, what: str) -> LockLost:
         self.lost += 1
@@ -427,19 +460,35 @@ class GuardedLock:
     def release(self) -> None:
         with self._taking:  # until removed, not a leftover to `_remove_own_leftover`
             with self._beat:
-                held = self._held
+                held, record = self._held, self._record
                 self._held = self._record = None
             if held is None:
                 return
-            # Optuna's release: renamed aside, unlinked if it is still ours. One broken while
-            # we were frozen, and taken again, is put back (or left aside if the name was
-            # retaken).
-            removal = remove_if(self.path, release_name(self.path), is_file(held))
+            # Optuna's release (renamed aside, unlinked), of this process's own lock only: one
+            # broken while we were cut off or frozen, and taken by another, is left untouched.
+            removal = remove_if(self.path, release_name(self.path), self._mine(held, record))
         if removal is not Removal.REMOVED:
             self.lost += 1
             logger.warning("%s: not released, it is not the lock this process made (%s); it"
                            " was broken while this process held it", self.path,
                            removal.value)  # fmt: skip
+
+    def _mine(self, held: Identity, record: HolderRecord | None) -> Callable[[str], bool]:
+        """`remove_if`'s check for the release. A holder that beat within two intervals can't
+        have been judged dead, so its lock is still the file it made (`held`). One silent
+        longer (cut off, frozen) may find another's lock at the name: then the directory is
+        changed first, so that an NFS client asks the server for the name instead of trusting
+        the entry it kept, and the lock must also carry this hold's token (a new lock may get
+        the broken one's inode)."""
+        if time.monotonic() - self._beaten_at < 2 * self.heartbeat_interval:
+            return is_file(held)
+        filesystem_now(self.directory)  # a file made and removed there: the directory changed
+        token = record.token if record is not None else self._template.token
+
+        def check(name: str) -> bool:
+            return is_file(held)(name) and lock_token(name) == token
+
+        return check
 
 
 _LOCKS: weakref.WeakSet[GuardedLock] = weakref.WeakSet()
@@ -459,6 +508,20 @@ def _pause(backoff: float) -> float:
     """Sleep about `backoff` seconds (jittered, as Optuna's waiters do); the next backoff."""
     time.sleep(backoff * random.uniform(0.5, 1.0))
     return min(backoff * 2, _MAX_BACKOFF)
+
+
+def _close(fd: int) -> None:
+    """Close after the fsync answered: an error then (NFS reports a failed flush at close)
+    changes nothing the fsync did not already say, and must not hide the error in flight."""
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Every byte, or the error: a filesystem filling up takes part of a write, then refuses."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _lock_range(fd: int) -> None:

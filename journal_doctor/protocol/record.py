@@ -185,6 +185,20 @@ def read_record(lock: str, lock_st: os.stat_result, target: str | None) -> Found
     )
 
 
+def lock_token(lock: str) -> str | None:
+    """The token of the hold that made `lock`: a symlink's carries it, an open lock's record
+    inside names it; None for a plain Optuna lock, or one gone or unreadable."""
+    try:
+        st = os.lstat(lock)
+        if stat.S_ISLNK(st.st_mode):
+            return target_token(os.readlink(lock))
+    except OSError:
+        return None
+    read = read_bytes(lock)
+    record = parse(read[0]) if read else None
+    return record.token if record else None
+
+
 def lock_record(lock: str) -> tuple[os.stat_result, Found | None]:
     """A lock's lstat and the record that describes it, if any (a symlink's is named by its
     target). Raises OSError: FileNotFoundError once the lock is released."""
