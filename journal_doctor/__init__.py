@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .actions.trials import TrialAction, TrialOutcome, TrialsReport, fail_trials, list_trials
     from .errors import (
         DoctorError,
+        JournalWriteFailed,
         LockLost,
         LockTimeout,
         NoJournal,
@@ -69,7 +70,7 @@ _WHERE = {
         "TrialAction", "TrialOutcome", "TrialsReport", "fail_trials", "list_trials"
     )},
     **{name: "errors" for name in (
-        "DoctorError", "LockLost", "LockTimeout", "NoJournal", "NotAJournal", "Refused",
+        "DoctorError", "JournalWriteFailed", "LockLost", "LockTimeout", "NoJournal", "NotAJournal", "Refused",
         "RepairRefused", "TrialsRefused", "UnprovenTrials", "UsageError"
     )},
     "storage": "guard.storage",
@@ -113,6 +114,7 @@ __all__ = [
     "JournalHealth",
     "JournalReport",
     "JournalState",
+    "JournalWriteFailed",
     "Judgement",
     "LeftoverOrigin",
     "LeftoverReport",

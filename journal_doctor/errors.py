@@ -100,6 +100,45 @@ class LockLost(DoctorError):
         self.journal = journal
 
 
+class JournalWriteFailed(DoctorError):
+    """A guarded append could not be written (the filesystem full, a quota used up, a file size
+    limit, an I/O error). The journal was put back to its length before the append, so no torn
+    line is left, unless `.rolled_back` is False: then the message names `journal-doctor
+    repair`. `.journal`, `.errno` (the write's), `.rolled_back`."""
+
+    def __init__(
+        self, journal: str, err: OSError, *, rollback_error: OSError | None = None
+    ) -> None:
+        self.journal = journal
+        self.errno = err.errno
+        self.rolled_back = rollback_error is None
+        known = _WRITE_CAUSES.get(err.errno or 0)
+        cause = known.format(journal=journal) if known else f"{journal}: {err.strerror or err}"
+        if rollback_error is None:
+            fix = _WRITE_FIXES.get(err.errno or 0, "fix the cause")
+            super().__init__(f"{cause}: nothing was written; {fix}, then resume")
+        else:
+            super().__init__(
+                f"{cause}, and its torn last line could not be removed"
+                f" ({rollback_error.strerror or rollback_error}): run `journal-doctor repair"
+                f" {journal}` before the next worker starts"
+            )
+
+
+_WRITE_CAUSES = {
+    errno.ENOSPC: "the filesystem holding {journal} is full",
+    errno.EDQUOT: "the disk quota for {journal} is used up",
+    errno.EFBIG: "{journal} is as large as this process or filesystem lets a file grow",
+    errno.EIO: "an I/O error while writing {journal}",
+}
+_WRITE_FIXES = {
+    errno.ENOSPC: "free space",
+    errno.EDQUOT: "free space or raise the quota",
+    errno.EFBIG: "raise the file size limit (ulimit -f) or migrate the study to a database",
+    errno.EIO: "check the disk or the network filesystem",
+}
+
+
 def os_error_advice(err: OSError, owner: str | None = None) -> str:
     """`Permission denied: run the doctor as alice (its owner) or as root`, and the like."""
     what = err.strerror or str(err)

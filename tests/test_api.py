@@ -53,7 +53,7 @@ def test_the_public_signatures_are_the_snapshot() -> None:
 # path argument, and Optuna's own storage class.
 NOT_RECORDS = {"BeforeBreak", "BeforeReplace", "Confirm", "Iterable", "JournalStorage", "OnWait",
                "PathArg", "Progress", "StaleTrialCallback", "PathLike",
-               "Exception", "FileNotFoundError", "TimeoutError", "None", "True", "False",
+               "Exception", "FileNotFoundError", "OSError", "TimeoutError", "None", "True", "False",
                "SYMLINK"}  # fmt: skip
 
 
