@@ -13,6 +13,8 @@ heartbeats.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import logging
 import os
@@ -23,11 +25,13 @@ from typing import TYPE_CHECKING, Any
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
+from ..errors import LockLost
 from ..journal.optuna_api import (
     DialectMixin,
     base_lock_class,
     file_backend_class,
     journal_storage_class,
+    update_finished_error,
 )
 from ..model import LockKind
 from .heartbeat import RunningTrials, TrialHeartbeats, keep_beating, prune, stale_trials, worker_key
@@ -39,6 +43,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("journal_doctor")
 StaleTrialCallback = Callable[[Any, Any], None]
 _KINDS = {"symlink": LockKind.SYMLINK, "open": LockKind.FILE}
+_UPDATE_FINISHED = update_finished_error()
 
 
 def storage(
@@ -117,6 +122,7 @@ class GuardedJournalStorage(DialectMixin, journal_storage_class(), BaseHeartbeat
         super().__init__(backend)
         self._journal = journal
         self._stale_trial_callback = callback
+        self._told: dict[int, tuple[Any, Any]] = {}  # see get_trial
         self._start_heartbeats()
 
     def _start_heartbeats(self) -> None:
@@ -170,9 +176,65 @@ class GuardedJournalStorage(DialectMixin, journal_storage_class(), BaseHeartbeat
         trial_id: int = super().create_new_trial(study_id, template_trial)
         return trial_id
 
+    def _write_log(self, op_code: int, extra_fields: dict[str, Any]) -> None:
+        """Optuna's one write. After a failed one the view is read again from the journal, so
+        that Optuna sees what the fleet left (a trial failed elsewhere while this host was cut
+        off), not what this worker last believed."""
+        self._told.clear()
+        try:
+            super()._write_log(op_code, extra_fields)
+        except Exception:
+            with contextlib.suppress(Exception):  # the write's error is the one to raise
+                self._sync_with_backend()
+            raise
+
     def set_trial_state_values(self, trial_id: int, state: Any, values: Any = None) -> bool:
         if not state.is_finished():
             return bool(super().set_trial_state_values(trial_id, state, values))
         with self._heartbeats.finishing(trial_id):
-            done: bool = super().set_trial_state_values(trial_id, state, values)
-        return done
+            try:
+                return bool(super().set_trial_state_values(trial_id, state, values))
+            except (LockLost, _UPDATE_FINISHED) as err:
+                return self._finish_after(err, trial_id, state, values)
+            except Exception:
+                self._told[trial_id] = (state, values)
+                raise
+
+    def _finish_after(self, err: Exception, trial_id: int, state: Any, values: Any) -> bool:
+        """A trial's end written while the lock was broken (this host cut off or frozen past
+        the grace period): what the journal now says decides. Recorded, or failed by the fleet
+        meanwhile (and retried elsewhere), this worker goes on; still RUNNING, it is written
+        once more under a new hold."""
+        trial = self.get_trial(trial_id)
+        why = f"{type(err).__name__}: {err}"
+        if trial.state == TrialState.RUNNING:
+            logger.warning("%s; writing trial %d's end again", why, trial.number)
+            try:
+                return bool(super().set_trial_state_values(trial_id, state, values))
+            except Exception:
+                self._told[trial_id] = (state, values)
+                raise
+        if trial.state == state:
+            logger.warning("%s; trial %d's end was recorded", why, trial.number)
+        else:
+            logger.warning(
+                "%s; trial %d was %s in the journal already (another worker failed it while"
+                " this one was silent, and a retry runs it again): this worker's %s is not"
+                " recorded",
+                why, trial.number, trial.state.name, state.name,
+            )  # fmt: skip
+        return True
+
+    def get_trial(self, trial_id: int) -> Any:
+        """The trial as the journal has it; except once, right after its end failed to be
+        written (a full filesystem, an I/O error): then, until the next write, as this worker
+        told it. Optuna asks at that moment only to log the trial's end, and a RUNNING trial
+        there makes it raise its own `AssertionError: Should not reach.` instead of the
+        write's error (`journal_doctor.JournalWriteFailed`), which names the cause."""
+        trial = super().get_trial(trial_id)
+        told = self._told.pop(trial_id, None)
+        if told is None or trial.state != TrialState.RUNNING:
+            return trial
+        shown = copy.copy(trial)
+        shown.state, shown.values = told
+        return shown

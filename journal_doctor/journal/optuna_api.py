@@ -49,6 +49,16 @@ def base_lock_class() -> Any:
     return BaseJournalFileLock
 
 
+def update_finished_error() -> type[Exception]:
+    """What a journal's replay raises when this worker's own op updates a finished trial (a
+    trial failed by another worker meanwhile): Optuna 3.6 raises a plain RuntimeError."""
+    try:
+        from optuna.exceptions import UpdateFinishedTrialError
+    except ImportError:  # Optuna < 4.0
+        return RuntimeError
+    return UpdateFinishedTrialError
+
+
 def journal_storage_class() -> Any:
     try:
         from optuna.storages.journal import JournalStorage
