@@ -64,7 +64,16 @@ def _break(lock: LockReport) -> None:
 
 
 def lock_kind_of(journal: str, default: LockKind) -> LockKind:
-    """The kind of the journal's lock if it has one now, else `default`."""
+    """The kind of the journal's lock if it has one now, else `default`. The directory's
+    listing is asked, not the name (an NFS client may trust its memory of a missing name)."""
+    lock = os.path.basename(lock_path(journal))
+    try:
+        with os.scandir(os.path.dirname(journal) or ".") as entries:
+            for entry in entries:
+                if entry.name == lock:
+                    return LockKind.SYMLINK if entry.is_symlink() else LockKind.FILE
+    except OSError:
+        pass  # unlistable: the name alone decides
     try:
         st = os.lstat(lock_path(journal))
     except FileNotFoundError:

@@ -113,23 +113,27 @@ def _classify_entry(directory: str, entry: os.DirEntry[str], root: str) -> Candi
 
 
 def _artifacts_of_journal(journal: str, root: str) -> Iterator[Candidate]:
-    """A journal given directly: the journal, its lock and the leftovers beside it."""
+    """A journal given directly: the journal, its lock and the leftovers beside it.
+
+    The directory is listed before the lock's name is trusted, as in a walk: an NFS client
+    answers a lookup of a name it once found missing from that memory, for a minute or more
+    after another host made it (measured on the NFS bed), and a listing asks the server."""
     yield JournalCandidate(path=journal, root=root)
     directory, base = os.path.split(journal)
     directory = directory or "."
     lock = lock_path(journal)
-    if os.path.lexists(lock):
-        yield LockCandidate(path=lock, journal=journal, root=root)
+    listed: list[str] = []
     try:
         with os.scandir(directory) as entries:
-            for entry in entries:
-                if entry.name.startswith(base + LOCK_SUFFIX):
-                    candidate = classify_name(directory, entry.name, root)
-                    if isinstance(candidate, LeftoverCandidate) and candidate.journal == journal:
-                        yield candidate
+            listed = [entry.name for entry in entries if entry.name.startswith(base + LOCK_SUFFIX)]
     except OSError:
-        # The lock itself was found above; an unlistable directory only hides leftovers.
-        pass
+        pass  # unlistable: the name alone decides, and leftovers stay hidden
+    if os.path.basename(lock) in listed or os.path.lexists(lock):
+        yield LockCandidate(path=lock, journal=journal, root=root)
+    for name in listed:
+        candidate = classify_name(directory, name, root)
+        if isinstance(candidate, LeftoverCandidate) and candidate.journal == journal:
+            yield candidate
 
 
 class RootKind(enum.Enum):
