@@ -70,8 +70,8 @@ _WHERE = {
         "TrialAction", "TrialOutcome", "TrialsReport", "fail_trials", "list_trials"
     )},
     **{name: "errors" for name in (
-        "DoctorError", "JournalWriteFailed", "LockLost", "LockTimeout", "NoJournal", "NotAJournal", "Refused",
-        "RepairRefused", "TrialsRefused", "UnprovenTrials", "UsageError"
+        "DoctorError", "JournalWriteFailed", "LockLost", "LockTimeout", "NoJournal",
+        "NotAJournal", "Refused", "RepairRefused", "TrialsRefused", "UnprovenTrials", "UsageError"
     )},
     "storage": "guard.storage",
     **{name: "journal.check" for name in (

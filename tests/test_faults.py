@@ -52,7 +52,8 @@ def assert_as_it_was(journal: Path) -> None:
     data = journal.read_bytes()
     assert data.endswith(b"\n"), data[-200:]
     health = check_journal(str(journal))
-    assert health.healthy and health.torn_tail_bytes == 0, health
+    assert health.healthy, health
+    assert health.torn_tail_bytes == 0, health
     load(journal)
 
 

@@ -210,6 +210,27 @@ def test_fencing_a_lock_broken_while_held_is_not_written_under_nor_released(
     assert guard.lost == 1
 
 
+def test_a_beat_never_writes_into_another_holder_s_open_lock_nor_counts(tmp_path: Path) -> None:
+    """The lock was broken while this process held it, and another holder's open lock took
+    the name, often on the very inode (ext4 reuses a removed file's inode number at once):
+    the beat leaves its record alone, and this holder stays silent, so that its release
+    looks twice (the token) before touching the name."""
+    guard = holding(tmp_path, LockKind.FILE)
+    theirs = replace(guard._template, token="f" * 16, pid=1).to_json()
+    silent_since = guard.last
+    os.unlink(guard.path)
+    fd = os.open(guard.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    os.write(fd, theirs)
+    os.close(fd)
+    guard.beat()
+    assert Path(guard.path).read_bytes() == theirs
+    assert guard.last == silent_since
+    guard._beaten_at -= 2 * guard.grace_period  # silent long enough for others to break it
+    guard.release()
+    assert Path(guard.path).read_bytes() == theirs  # never moved, never removed
+    assert guard.lost == 1
+
+
 def test_a_lock_left_naming_this_process_is_removed_by_its_next_acquire(tmp_path: Path) -> None:
     """A release that put its own lock back (it could not prove the file its own, or a race
     with a frozen holder's release) leaves a lock naming a live process: everyone would wait on

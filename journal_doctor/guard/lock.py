@@ -53,6 +53,7 @@ from ..protocol.lockfile import (
     remove_if,
 )
 from ..protocol.record import (
+    MAX_RECORD,
     HolderRecord,
     Liveness,
     filesystem_now,
@@ -62,6 +63,7 @@ from ..protocol.record import (
     lock_record,
     lock_token,
     new_token,
+    parse,
     same_host,
     this_process,
 )
@@ -422,38 +424,43 @@ class GuardedLock:
     def _beat_once(self) -> None:
         """One beat; whatever goes wrong, the thread goes on (a holder that stops beating is
         judged dead by other hosts), and a holder that could not beat for its grace period
-        stops writing (`may_write`)."""
+        stops writing (`may_write`). A lock found not to be its own any more is no beat:
+        its holder stays silent, so its release looks twice before touching the name."""
         try:
-            self._refresh()
+            beaten = self._refresh()
         except Exception:  # any failure: log once, keep beating
             if not self._beat_failed:
                 logger.exception("heartbeat of %s failed; retrying", self.path)
             self._beat_failed = True
             return
         self._beat_failed = False
-        self._beaten_at = time.monotonic()
+        if beaten:
+            self._beaten_at = time.monotonic()
 
-    def _refresh(self) -> None:
+    def _refresh(self) -> bool:
         """One beat of the mtime Optuna's own waiters watch (they stat the lock, so a symlink
         lock's is the journal's), which the doctor ages too; an open lock's record is
-        rewritten inside it."""
+        rewritten inside it. False when the lock is not this hold's any more."""
         if self.kind is LockKind.SYMLINK:
-            if self.still_held():
-                os.utime(self.journal)
-            return
+            if not self.still_held():
+                return False
+            os.utime(self.journal)
+            return True
         assert self._record is not None
         record = replace(self._record, heartbeat_at=time.time())
-        fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(self.path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
-            st = os.fstat(fd)
-            if identity(st) != self._held:
-                return  # not ours any more: never write into another holder's lock
+            # Never write into another holder's lock, even one on this lock's old inode (a
+            # server reuses a removed file's inode number at once): its record names its hold.
+            if identity(os.fstat(fd)) != self._held or not _names(fd, record.token):
+                return False
             data = record.to_json()
             os.pwrite(fd, data, 0)
             os.ftruncate(fd, len(data))
         finally:
             os.close(fd)
         self._record = record
+        return True
 
     # --- release -----------------------------------------------------------------------------
 
@@ -508,6 +515,12 @@ def _pause(backoff: float) -> float:
     """Sleep about `backoff` seconds (jittered, as Optuna's waiters do); the next backoff."""
     time.sleep(backoff * random.uniform(0.5, 1.0))
     return min(backoff * 2, _MAX_BACKOFF)
+
+
+def _names(fd: int, token: str) -> bool:
+    """Does the open lock's record, read through `fd`, carry `token`?"""
+    record = parse(os.pread(fd, MAX_RECORD, 0))
+    return record is not None and record.token == token
 
 
 def _close(fd: int) -> None:
