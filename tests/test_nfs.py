@@ -190,16 +190,19 @@ def _next_trial_after_a_host_death(bed: Bed, journal: str, kind: str) -> float:
     return float(first[3]) - died
 
 
-def test_a_scan_sees_a_lock_another_host_just_took(bed: Bed, study_dir: str) -> None:
+@pytest.mark.parametrize("kind", ["symlink", "open"])
+def test_a_scan_sees_a_lock_another_host_just_took(bed: Bed, study_dir: str, kind: str) -> None:
     """nfsB looked the lock's name up (absent: a cached negative lookup, 17 s to over 120 s
-    for lstat on this bed); nfsA takes the lock; nfsB's scan, at once, reports it."""
+    for lstat on this bed); nfsA takes the lock; nfsB's scan, at once, reports it: of the
+    journal given by name first (as job scripts do; it said no lock before the directory was
+    listed first there too), then of its directory."""
     journal = f"{study_dir}/journal.log"
     bed.run("nfsA", f"touch {journal}")
     bed.run("nfsB", f"stat {journal}.lock >/dev/null 2>&1; {DOCTOR} scan {journal} >/dev/null"
                     " || true")  # fmt: skip
-    holder = bed.on("nfsA", "hold", journal, "symlink", str(GRACE))
+    holder = bed.on("nfsA", "hold", journal, kind, str(GRACE))
     lines(holder, "held")
-    for path in (study_dir, journal):
+    for path in (journal, study_dir):
         (lock,) = bed.doctor("nfsB", "scan", path)["locks"]  # type: ignore[misc]
         assert lock["verdict"] in ("unknown", "active"), lock
     tell(holder)
@@ -270,6 +273,43 @@ def test_a_holder_cut_off_while_idle_loses_its_lock_and_writes_nothing(
     study = load(bed, journal)
     assert study["healthy"], study["summary"]
     assert [t[1] for t in study["trials"]] == ["COMPLETE", "COMPLETE"]  # type: ignore[union-attr]
+
+
+def lock_ctime(bed: Bed, journal: str) -> int:
+    """The lock's ctime on the server, in ns: a rename (even one put back) changes it."""
+    script = "import os, sys; print(os.lstat(sys.argv[1] + '.lock').st_ctime_ns)"
+    return int(on_server(bed, script, journal))
+
+
+@pytest.mark.parametrize("kind", ["symlink", "open"])
+def test_a_returning_host_never_moves_the_lock_another_host_now_holds(
+    bed: Bed, study_dir: str, kind: str
+) -> None:
+    """nfsA's holder is cut off while it holds the lock; nfsB breaks it after the grace period
+    and holds a lock of its own; nfsA's link comes back and its holder releases. nfsB's lock
+    is never moved (its ctime on the server stays: a rename changes it, even one put back)
+    and nfsB still holds it; nfsA's holder says its lock was lost. Before, nfsA's release
+    renamed nfsB's lock aside to check whose it was, then put it back: in that window nfsB's
+    worker found its lock gone, raised LockLost and its trial was failed (NFSv3)."""
+    journal = f"{study_dir}/journal.log"
+    bed.run("nfsA", f"touch {journal}")
+    a = bed.on("nfsA", "hold", journal, kind, str(GRACE))
+    lines(a, "held", 60)
+    bed.link("nfsA", up=False)
+    try:
+        b = bed.on("nfsB", "hold", journal, kind, str(GRACE))
+        lines(b, "held", 240)  # once it broke nfsA's silent lock
+        before = lock_ctime(bed, journal)
+    finally:
+        bed.link("nfsA", up=True)
+    tell(a)
+    released = lines(a, "released", 240)[-1]
+    assert "still_held=False" in released, released
+    assert lock_ctime(bed, journal) == before
+    tell(b)
+    released = lines(b, "released", 60)[-1]
+    assert "still_held=True" in released, released
+    assert "lost=0" in released, released
 
 
 def test_hosts_whose_clocks_disagree_by_minutes_break_no_live_lock(
