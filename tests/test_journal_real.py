@@ -174,12 +174,12 @@ def test_undecodable_middle_line_goes_to_quarantine_with_its_offset(tmp_path: Pa
 
 def test_valid_json_that_is_not_an_op_breaks_replay_and_is_quarantined(tmp_path: Path) -> None:
     journal = real_study(tmp_path)
-    append(journal, b'[1, 2, 3]\n{"op_code": 99, "worker_id": "w"}\n{"worker_id": "w"}\n')
+    append(journal, b'[1, 2, 3]\n{"op_code": -1, "worker_id": "w"}\n{"worker_id": "w"}\n')
     health = check_journal(str(journal))
     assert health.prognosis is Prognosis.EVERY_LOAD_FAILS
     assert [d.problem for d in health.damage] == [Problem.NOT_AN_OP] * 3
     assert "not an object" in health.damage[0].detail
-    assert "unknown op_code 99" in health.damage[1].detail
+    assert "unknown op_code -1" in health.damage[1].detail
     with pytest.raises(TypeError):
         states(journal)
     assert run_doctor("repair", "--force", str(journal)).returncode == 0

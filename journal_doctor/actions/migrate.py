@@ -54,6 +54,9 @@ class MigrateReport:
     difference: str | None  # the first difference found by the verification, or None
     storage_line: str  # what the training script uses from now on
     elapsed_seconds: float
+    # Trials a DISCARD_TRIALS op named (Rustuna's op 10): a database has no discard, so they
+    # are copied as Optuna reads them (their state), and verified so.
+    discarded_trials: int = 0
 
     @property
     def verified(self) -> bool:
@@ -162,6 +165,8 @@ def migrate(
     refuse_if_in_use(journal, os.stat(journal), "migrate")
     import optuna
 
+    _refuse_unreadable_ops(journal, health, optuna.__version__)
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     source = _source(journal)
     names = _chosen(source, tuple(studies), journal)
@@ -171,7 +176,8 @@ def migrate(
     copies = tuple(StudyCopy(name=name, trials_by_state=_by_state(source, name)) for name in names)
     planned = MigrateReport(journal=journal, url=url, studies=copies, performed=False,
                             difference=None, storage_line=storage_line(url),
-                            elapsed_seconds=0.0)  # fmt: skip
+                            elapsed_seconds=0.0,
+                            discarded_trials=health.discarded_trials)  # fmt: skip
     if dry_run:
         return planned
     target = target_storage(url)
@@ -187,6 +193,23 @@ def migrate(
     difference = verify(source, url, names)
     elapsed = time.monotonic() - started
     return replace(planned, performed=True, difference=difference, elapsed_seconds=elapsed)
+
+
+def _refuse_unreadable_ops(journal: str, health: Any, version: str) -> None:
+    """The copy reads the journal with the installed Optuna: ops it does not know make it
+    fail (`Should not reach.`), so nothing is started."""
+    if health.newer_ops:
+        codes = ", ".join(str(code) for code in health.newer_ops)
+        raise Refused(
+            f"{journal}: holds ops with op code {codes}, which this doctor and Optuna {version}"
+            " do not know (a newer writer's); nothing was copied. Migrate with the writer's"
+            " own tools, or with a newer journal-doctor."
+        )
+    if health.discarded_trials and int(version.split(".")[0]) < 5:
+        raise Refused(
+            f"{journal}: holds discarded trials (op 10), which Optuna {version} cannot read;"
+            " nothing was copied. Migrate with Optuna 5 or newer."
+        )
 
 
 def _stopped(

@@ -21,6 +21,7 @@ from ..errors import TrialsRefused, UnprovenTrials
 from ..journal.check import JournalHealth, check_journal
 from ..journal.optuna_api import is_aware
 from ..journal.replay import OpenTrial
+from ..journal.workers import rustuna_pid
 from ..model import LockKind
 from .in_use import lock_kind_of
 
@@ -47,8 +48,8 @@ class TrialsReport:
     actions: tuple[TrialOutcome, ...] = ()
 
     def needs_attention(self) -> bool:
-        """True while a trial is left RUNNING (exit code 1)."""
-        return any(t.state == "RUNNING" for t in self.health.open_trials)
+        """True while a trial is left RUNNING (exit code 1); a discarded one is no crash's."""
+        return any(t.crash_victim for t in self.health.open_trials)
 
 
 def list_trials(journal: str | os.PathLike[str]) -> TrialsReport:
@@ -61,22 +62,68 @@ def list_trials(journal: str | os.PathLike[str]) -> TrialsReport:
 
 def with_heartbeats(journal: str, health: JournalHealth) -> tuple[OpenTrial, ...]:
     """RUNNING trials that their heartbeats prove abandoned (the rule `study.optimize` applies
-    through the guarded storage: `guard.heartbeat.judge_trials`) are marked so."""
+    through the guarded storage: `guard.heartbeat.judge_trials`), or whose Rustuna worker's
+    process is provably gone (`rustuna_gone`), are marked so. Discarded trials are no crash's
+    victims: never marked."""
     from ..guard.heartbeat import DEAD, judge_trials, worker_key
 
     running = {
         t.trial_id: (t.study_id, worker_key(t.worker_id))
         for t in health.open_trials
-        if t.state == "RUNNING" and t.worker_id
+        if t.crash_victim and t.worker_id
     }
     judged = judge_trials(journal, running) if running else {}
-    dead = {tid: j for tid, j in judged.items() if j.liveness in DEAD}
+    evidence = {tid: f"heartbeat: {j.why}" for tid, j in judged.items() if j.liveness in DEAD}
+    unjudged = [t for t in health.open_trials if t.trial_id in running and t.trial_id not in judged]
+    evidence.update(rustuna_gone(journal, unjudged))
     return tuple(
-        replace(t, abandoned=True, evidence=f"heartbeat: {dead[t.trial_id].why}")
-        if t.trial_id in dead
-        else t
+        replace(t, abandoned=True, evidence=evidence[t.trial_id]) if t.trial_id in evidence else t
         for t in health.open_trials
     )
+
+
+def rustuna_gone(journal: str, trials: list[OpenTrial]) -> dict[int, str]:
+    """Trial id -> why its Rustuna worker is gone, for the trials whose worker id names a pid
+    that this host proves dead: the journal is on a local filesystem nobody else mounts, this
+    host sees every process that could write it (no container, no hidepid), and that pid is
+    free, or taken by a process that started after the trial did (reused). Anything less
+    proves nothing (fail closed)."""
+    pids = {t.trial_id: pid for t in trials if (pid := rustuna_pid(t.worker_id)) is not None}
+    if not pids or not _sees_every_writer(journal):
+        return {}
+    gone: dict[int, str] = {}
+    for trial in trials:
+        pid = pids.get(trial.trial_id)
+        why = _process_gone(pid, trial.started_at) if pid is not None else None
+        if why is not None:
+            gone[trial.trial_id] = f"Rustuna worker: {why}"
+    return gone
+
+
+def _sees_every_writer(journal: str) -> bool:
+    from ..locks.visibility import Sight, other_pid_namespaces
+
+    sight = Sight()
+    directory = os.path.dirname(os.path.abspath(journal))
+    try:
+        filesystem = sight.filesystem(os.stat(directory).st_dev)
+    except OSError:
+        return False
+    return not sight.unseen(directory, filesystem) and not other_pid_namespaces()
+
+
+def _process_gone(pid: int, started: float | None) -> str | None:
+    import psutil
+
+    try:
+        born = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return f"process {pid} is gone"
+    except psutil.Error:
+        return None
+    if started is not None and born > started + 1:  # create_time is to 1/100 s
+        return f"process {pid} is another one now (it started after the trial)"
+    return None
 
 
 Confirm = Callable[[TrialsReport, list[OpenTrial]], bool]
@@ -105,7 +152,7 @@ def fail_trials(
             f"{journal}: damaged ({report.health.summary}) Repair it first: journal-doctor repair",
             journal=journal,
         )
-    running = [t for t in report.health.open_trials if t.state == "RUNNING"]
+    running = [t for t in report.health.open_trials if t.crash_victim]
     unproven = [t for t in running if not t.evidence]
     if unproven and not force and not (confirm is not None and confirm(report, unproven)):
         raise UnprovenTrials(journal, tuple(t.number for t in unproven))
@@ -169,7 +216,7 @@ def fail_proven(journal: str) -> tuple[TrialOutcome, ...]:
     """FAIL exactly the RUNNING trials whose guarded worker a heartbeat proves dead, while the
     fleet runs (for `watch --fail-stale-trials`); nothing without that proof."""
     health = list_trials(journal).health
-    proven = [t for t in health.open_trials if t.state == "RUNNING" and t.evidence]
+    proven = [t for t in health.open_trials if t.crash_victim and t.evidence]
     if not proven or not health.healthy:
         return ()
     with _guarded_storage(journal, lock_kind_of(journal, LockKind.SYMLINK)) as guarded:

@@ -8,8 +8,8 @@ No optuna import: the rules below mirror `JournalFileBackend.read_logs` and
   makes every load fail as soon as any line follows it;
 - `UnicodeDecodeError` (invalid UTF-8, leading NULs that look like UTF-32) fails at once, even on
   the last line;
-- valid JSON that is not an op (not an object, no `op_code`, an unknown op code, a missing key)
-  fails the replay.
+- valid JSON that is not an op (not an object, no `op_code`, a missing key) fails the replay;
+  an op code past the ones known here (a newer writer's) is counted apart, never damage.
 
 Trial and study ids are assigned by the order of CREATE ops, so the replay model here tracks
 states in a bytearray indexed by trial id (one byte per trial) and details only for trials that
@@ -32,19 +32,23 @@ from .ops import (
     CREATE_STUDY,
     CREATE_TRIAL,
     DELETE_STUDY,
+    DISCARD_TRIALS,
     HEAD_BYTES,
     SET_TRIAL_STATE_VALUES,
     TRIAL_STATES,
     Problem,
     classify,
     is_journal_head,
+    is_newer_op,
     sound_op,
 )
 from .replay import OpenTrial, Replay
 
 MAX_REPORTED = 1000  # damage entries kept in a report; all are counted
 # The ops that change what check counts.
-_REPLAYED = frozenset({CREATE_STUDY, DELETE_STUDY, CREATE_TRIAL, SET_TRIAL_STATE_VALUES})
+_REPLAYED = frozenset(
+    {CREATE_STUDY, DELETE_STUDY, CREATE_TRIAL, SET_TRIAL_STATE_VALUES, DISCARD_TRIALS}
+)
 _NUL_RUN = re.compile(rb"\x00+")
 
 
@@ -74,6 +78,12 @@ class JournalHealth:
     prognosis: Prognosis
     summary: str
     open_trials: tuple[OpenTrial, ...]
+    # Trials a DISCARD_TRIALS op (op 10, Rustuna's `discard_trials()`) named: Optuna 5 lists
+    # them as they were, Rustuna (`apply_discard=True`) leaves them out, Optuna < 5 cannot load
+    # the journal. Counted in `trials_by_state` as Optuna 5 sees them.
+    discarded_trials: int = 0
+    # Ops with an op code newer than this doctor knows, by code: kept, never damage.
+    newer_ops: dict[int, int] = field(default_factory=dict)
 
     @property
     def healthy(self) -> bool:
@@ -159,6 +169,7 @@ class _Tally:
     damage: list[Damage] = field(default_factory=list)
     first_fatal: Damage | None = None
     pending_skippable: Damage | None = None  # a skippable bad line: fatal if anything follows
+    newer_ops: dict[int, int] = field(default_factory=dict)  # op code -> count
 
     def record(self, item: Damage, raw: bytes | None) -> None:
         if raw is not None and b"\x00" in raw:
@@ -205,6 +216,9 @@ def _judge_slowly(tally: _Tally, replay: Replay, part: bytes | int, number: int,
     if judged.problem is None:
         assert judged.op is not None
         tally.ops += 1
+        code = judged.op["op_code"]
+        if is_newer_op(code):
+            tally.newer_ops[code] = tally.newer_ops.get(code, 0) + 1
         replay.apply(judged.op, number)
         return
     item = Damage(judged.problem, number, at, len(part) + 1, judged.detail, judged.salvage_offset)
@@ -270,6 +284,31 @@ def check_journal(
         damage=tuple(tally.damage),
         damage_count=tally.count,
         prognosis=tally.prognosis,
-        summary=_prognosis_sentence(tally.prognosis, tally.first, st.st_size),
+        summary=_summary(tally, replay, st.st_size),
         open_trials=replay.open_trials(),
+        discarded_trials=len(replay.discarded),
+        newer_ops=dict(sorted(tally.newer_ops.items())),
     )
+
+
+def _summary(tally: _Tally, replay: Replay, size: int) -> str:
+    """What Optuna does with the journal; then who reads what of discarded trials and newer
+    ops, which are no damage but not every reader knows them."""
+    sentences = [_prognosis_sentence(tally.prognosis, tally.first, size)]
+    if tally.newer_ops and tally.prognosis is Prognosis.LOADS:
+        sentences = ["No damage."]  # but not every Optuna loads it: said below
+    if replay.discarded:
+        sentences.append(
+            f"{len(replay.discarded)} trial(s) discarded (op 10, Rustuna's discard_trials):"
+            " Optuna 5 lists them as they were, Rustuna with apply_discard=True leaves them"
+            " out, Optuna before 5.0 cannot load this journal."
+        )
+    if tally.newer_ops:
+        codes = ", ".join(str(code) for code in sorted(tally.newer_ops))
+        count = sum(tally.newer_ops.values())
+        sentences.append(
+            f"{count} op(s) with an op code this doctor does not know ({codes}), from a newer"
+            " writer: kept as they are; an Optuna that does not know them cannot load this"
+            " journal."
+        )
+    return " ".join(sentences)

@@ -111,6 +111,18 @@ class Classified:
         return self.problem in (Problem.UNDECODABLE, Problem.FUSED, Problem.OVERSIZED)
 
 
+def op_name(code: int) -> str:
+    """`SET_TRIAL_PARAM`, or `op 11` for one newer than this doctor knows."""
+    return OP_NAMES[code] if 0 <= code < len(OP_NAMES) else f"op {code}"
+
+
+def is_newer_op(code: Any) -> bool:
+    """An op code past the ones this doctor knows: a newer Optuna's or Rustuna's. Optuna
+    versions that do not know it cannot load the journal (`Should not reach.`), but it is no
+    damage: whoever wrote it reads it."""
+    return type(code) is int and code > DISCARD_TRIALS
+
+
 def _op_problem(value: Any) -> str | None:
     """Why a decoded JSON value would break Optuna's replay, or None if it is a sound op."""
     if not isinstance(value, dict):
@@ -118,6 +130,8 @@ def _op_problem(value: Any) -> str | None:
     code = value.get("op_code")
     if code is None:
         return "no op_code (KeyError in replay)"
+    if is_newer_op(code):
+        return None  # a newer writer's: reported apart (check), kept (repair), never damage
     if type(code) is not int or code not in REQUIRED_KEYS:
         return f"unknown op_code {code!r} (AssertionError: Should not reach.)"
     for key in REQUIRED_KEYS[code]:
@@ -216,7 +230,7 @@ def classify(line: bytes) -> Classified:
         return Classified(
             Problem.FUSED,
             op,
-            f"a {start}-byte fragment with a complete {OP_NAMES[op['op_code']]} glued on",
+            f"a {start}-byte fragment with a complete {op_name(op['op_code'])} glued on",
             start,
         )
     return Classified(problem, None, detail)

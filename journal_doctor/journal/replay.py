@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from .ops import (
     CREATE_STUDY,
     CREATE_TRIAL,
     DELETE_STUDY,
+    DISCARD_TRIALS,
     FINISHED,
     RUNNING,
     SET_TRIAL_STATE_VALUES,
@@ -32,6 +34,24 @@ class OpenTrial:
     abandoned: bool  # its worker later started another trial: certainly nobody runs it
     created_by: str = ""  # the worker id that created it (for WAITING: who enqueued it)
     evidence: str = ""  # why it is abandoned, when a guarded worker's heartbeat proves it
+    discarded: bool = False  # named by a DISCARD_TRIALS op (Rustuna's `discard_trials()`)
+
+    @property
+    def crash_victim(self) -> bool:
+        """RUNNING, and not discarded (its writer gave it up on purpose): what a crash may
+        have left, and what `trials --fail` and `--retry` act on."""
+        return self.state == "RUNNING" and not self.discarded
+
+    @property
+    def started_at(self) -> float | None:
+        """`datetime_start` as a timestamp: an aware one (Optuna 5, Rustuna) by its offset, a
+        naive one (Optuna 3.6-4.4) as this host's local time, which its writer used."""
+        if not self.datetime_start:
+            return None
+        try:
+            return datetime.fromisoformat(self.datetime_start).timestamp()
+        except ValueError:
+            return None
 
 
 @dataclass(slots=True)
@@ -58,6 +78,9 @@ class Replay:
     trials_per_study: dict[int, int] = field(default_factory=dict)
     open: dict[int, _Open] = field(default_factory=dict)  # trial id -> what an OpenTrial needs
     last_owned: dict[str, int] = field(default_factory=dict)  # worker -> trial it last ran
+    # Trials a DISCARD_TRIALS op named (Rustuna 0.2's op 10). Optuna 5 replays them as they
+    # were (it ignores the op); Rustuna's readers with `apply_discard=True` leave them out.
+    discarded: set[int] = field(default_factory=set)
     # Details of open trials cost memory per RUNNING trial; `check` only needs their count.
     track_open: bool = True
 
@@ -104,6 +127,12 @@ class Replay:
                 self.trials_per_study[sid] = 0
         elif code == DELETE_STUDY:
             self.alive.discard(op["study_id"])
+        elif code == DISCARD_TRIALS:
+            ids = op.get("trial_ids")
+            if type(ids) is list:
+                self.discarded.update(
+                    tid for tid in ids if type(tid) is int and 0 <= tid < len(self.states)
+                )
 
     def open_trials(self) -> tuple[OpenTrial, ...]:
         names = {sid: name for name, sid in self.study_names.items()}
@@ -124,4 +153,5 @@ class Replay:
             line=entry.line,
             abandoned=running and self.last_owned.get(entry.worker_id or "", tid) != tid,
             created_by=entry.created_by,
+            discarded=tid in self.discarded,
         )

@@ -109,6 +109,26 @@ def in_container() -> bool:
         return True
 
 
+def other_pid_namespaces() -> bool:
+    """Does any process on this host live in a pid namespace other than this one (a
+    container)? A pid a writer recorded may then be numbered by that namespace. Unknown is yes:
+    a process whose namespace cannot be read (another user's, without root) counts."""
+    try:
+        mine = os.stat("/proc/self/ns/pid").st_ino
+        pids = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return True
+    for pid in pids:
+        try:
+            if os.stat(f"/proc/{pid}/ns/pid").st_ino != mine:
+                return True
+        except FileNotFoundError:
+            continue  # exited meanwhile
+        except OSError:
+            return True
+    return False
+
+
 @dataclass(frozen=True, kw_only=True)
 class MountTable:
     by_device: dict[int, Filesystem]

@@ -7,7 +7,6 @@ import math
 import shlex
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ..model import CleanReport, OutcomeKind, ScanReport, Verdict
@@ -135,16 +134,13 @@ def clean_steps(report: CleanReport) -> list[str]:
 
 
 def trial_age(trial: OpenTrial, now: float) -> str:
-    if not trial.datetime_start:
-        return "-"
-    try:
-        started = datetime.fromisoformat(trial.datetime_start).timestamp()
-    except ValueError:
-        return "-"
-    return human_age(max(0.0, now - started))
+    started = trial.started_at
+    return "-" if started is None else human_age(max(0.0, now - started))
 
 
 def trial_note(trial: OpenTrial) -> str:
+    if trial.discarded:
+        return "discarded by its writer (op 10): not a crash's; never failed here"
     if trial.worker_id is None:
         return "enqueued: the next worker runs it"
     if trial.evidence:
@@ -167,7 +163,7 @@ def trials_steps(report: TrialsReport) -> list[str]:
     if not open_trials:
         left = " left" if report.actions else ""
         return [f"{journal}: no RUNNING or WAITING trials{left}."]
-    running = sum(t.state == "RUNNING" for t in open_trials)
+    running = sum(t.crash_victim for t in open_trials)
     if not running:
         return []
     return [  # the command on a line of its own: copied whole, never wrapped

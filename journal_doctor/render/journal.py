@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..journal.workers import rustuna_pid
 from . import advice
 from .text import display_path
 
@@ -56,6 +57,13 @@ def render_health(console: Console, health: JournalHealth, *, quiet: bool = Fals
             console.print(table)
             if health.damage_count > len(health.damage):
                 console.print(Text(f"  ... {health.damage_count - len(health.damage)} more"))
+        if health.discarded_trials:
+            console.print(
+                Text(f"  {health.discarded_trials} trial(s) discarded (op 10) by their writer")
+            )
+        if health.newer_ops:
+            codes = ", ".join(f"{n} of op {code}" for code, n in health.newer_ops.items())
+            console.print(Text(f"  ops this doctor does not know, kept: {codes}"))
         running = health.trials_by_state["RUNNING"]
         if running:
             console.print(
@@ -83,9 +91,13 @@ def render_repair(console: Console, report: RepairReport) -> None:
 
 
 def short_worker(worker_id: str | None) -> str:
-    """`7204c1c2…-1407`: enough to tell workers apart at 80 columns (JSON has the whole id)."""
+    """`7204c1c2…-1407` (Optuna), `rustuna:8396` (Rustuna: its pid): enough to tell workers
+    apart at 80 columns (JSON has the whole id)."""
     if worker_id is None:
         return "-"
+    pid = rustuna_pid(worker_id)
+    if pid is not None:
+        return f"rustuna:{pid}"
     prefix, _, thread = worker_id.rpartition("-")
     return f"{prefix[:8]}…-{thread[-4:]}" if prefix else worker_id
 

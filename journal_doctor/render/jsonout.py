@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from ..journal.workers import rustuna_pid
 from ..model import CleanReport, Holder, LeftoverReport, LockReport, Outcome, ScanReport
 from .text import json_path
 
@@ -159,6 +160,8 @@ def health_json(health: JournalHealth, *, open_trials: bool = True) -> dict[str,
         "ops": health.ops,
         "studies": health.studies,
         "trials_by_state": health.trials_by_state,
+        "discarded_trials": health.discarded_trials,
+        "newer_ops": {str(code): count for code, count in health.newer_ops.items()},
         "torn_tail_bytes": health.torn_tail_bytes,
         "nul_bytes": health.nul_bytes,
         "nul_runs": health.nul_runs,
@@ -187,11 +190,13 @@ def open_trial_json(trial: OpenTrial) -> dict[str, Any]:
         "trial_id": trial.trial_id,
         "state": trial.state,
         "worker_id": trial.worker_id,
+        "worker_pid": rustuna_pid(trial.worker_id),  # Rustuna's ids carry one; Optuna's none
         "created_by": trial.created_by,
         "datetime_start": trial.datetime_start,
         "journal_line": trial.line,
         "abandoned": trial.abandoned,
         "evidence": trial.evidence,
+        "discarded": trial.discarded,
     }
 
 
@@ -273,4 +278,5 @@ def migrate_json(report: Any) -> dict[str, Any]:
         "studies": [{"name": s.name, "trials_by_state": s.trials_by_state} for s in report.studies],
         "storage_line": report.storage_line,
         "elapsed_seconds": round(report.elapsed_seconds, 3),
+        "discarded_trials": report.discarded_trials,
     }

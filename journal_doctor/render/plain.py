@@ -86,6 +86,11 @@ def health_lines(health: JournalHealth, *, quiet: bool = False) -> list[str]:
                   ("ops", str(health.ops)), ("studies", str(health.studies)),
                   ("trials", states or "none"), ("torn_tail_bytes", str(health.torn_tail_bytes)),
                   ("nul_bytes", str(health.nul_bytes))]  # fmt: skip
+        if health.discarded_trials:
+            pairs.append(("discarded_trials", str(health.discarded_trials)))
+        if health.newer_ops:
+            codes = ",".join(f"{code}:{n}" for code, n in health.newer_ops.items())
+            pairs.append(("newer_ops", codes))
     lines = [logfmt([*pairs, ("summary", health.summary)])]
     if not quiet:
         lines += [

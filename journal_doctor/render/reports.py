@@ -178,6 +178,9 @@ def migrate_lines(report: MigrateReport) -> list[str]:
         states = ", ".join(f"{n} {s}" for s, n in sorted(copy.trials_by_state.items())) or "none"
         lines.append(f"{verb} study {copy.name!r}: {sum(copy.trials_by_state.values())}"
                      f" trial(s) ({states})")  # fmt: skip
+    if report.discarded_trials:
+        lines.append(f"{report.discarded_trials} discarded trial(s) (op 10) are copied as Optuna"
+                     " reads them, in their state: a database has no discard.")  # fmt: skip
     if report.performed:
         if report.difference is None:
             lines.append(f"Verified: both sides load and every trial matches"
