@@ -6,12 +6,12 @@ fault: the journal is left as it was, the worker's error names the cause, never 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import resource
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -135,15 +135,17 @@ def running_with_params(journal: Path) -> list[int]:
 def test_a_worker_whose_lock_was_broken_and_trial_failed_while_frozen_goes_on(
     tmp_path: Path,
 ) -> None:
-    """Frozen inside the hold of its trial's end (as a host cut off is); meanwhile another
-    host breaks its lock and the fleet fails its trial. Continued, it finds the lock gone: it
-    reads the journal again, says its result was not recorded, and goes on with the next
-    trial, where Optuna's own flow raised `AssertionError: Should not reach.`"""
+    """Frozen inside the hold of its trial's end (as a host cut off is), before its write;
+    meanwhile another host breaks its lock and the fleet fails its trial. Continued, it writes,
+    finds the lock gone, reads the journal again, says its result was not recorded, and goes on
+    with the next trial, where Optuna's own flow raised `AssertionError: Should not reach.`"""
     journal = tmp_path / "j.log"
-    workers = Workers(extra=("--guarded", "--heartbeat", "0.2", "--guard-grace", "1"))
+    mark = tmp_path / "returned"
+    workers = Workers(extra=("--guarded", "--heartbeat", "0.2", "--guard-grace", "1",
+                             "--sleep", "0.05", "--mark", str(mark)))  # fmt: skip
     try:
         frozen = workers.start_busy(journal)
-        number = freeze_writing_a_trials_end(frozen, journal)
+        number = freeze_before_a_trials_end(frozen, journal, mark)
         os.rename(f"{journal}.lock", tmp_path / "broken")  # another host's break, past grace
         load(journal).tell(number, state=TrialState.FAIL)  # the fleet fails the silent trial
         later = lines_of(journal) + 20
@@ -154,6 +156,7 @@ def test_a_worker_whose_lock_was_broken_and_trial_failed_while_frozen_goes_on(
         log = err.decode()
         assert lines_of(journal) > later, log[-3000:]  # it went on
         assert "Should not reach" not in log, log[-3000:]
+        assert "LockLost" in log, log[-3000:]
         assert f"trial {number} was FAIL in the journal already" in log, log[-3000:]
         assert load(journal).trials[number].state is TrialState.FAIL
         assert_as_it_was(journal)
@@ -161,18 +164,25 @@ def test_a_worker_whose_lock_was_broken_and_trial_failed_while_frozen_goes_on(
         workers.stop_all()
 
 
-def freeze_writing_a_trials_end(proc: subprocess.Popen[bytes], journal: Path) -> int:
-    """SIGSTOP the worker until it is caught with the journal open to write while its trial's
-    parameter is written: the write in flight is that trial's end. The trial's number."""
-    for _ in range(5000):
-        proc.send_signal(signal.SIGSTOP)
-        assert poll(lambda: state(proc.pid) in ("T", "t"), 5)
-        if writes_journal(proc.pid, journal):
-            running = running_with_params(journal)
-            if running:
-                return running[0]
-        proc.send_signal(signal.SIGCONT)
-        time.sleep(0.001)
+def freeze_before_a_trials_end(proc: subprocess.Popen[bytes], journal: Path, mark: Path) -> int:
+    """Catch the worker holding its lock, about to write its trial's end, and SIGSTOP it there.
+    Once its objective returned (it writes `mark`), the test takes a byte-range lock on the
+    journal, as a stalled writer on another host holds one: the worker's fenced append waits
+    for it inside its hold. Caught in another write (the test was late), it tries the next
+    trial. The trial's number; the worker is left stopped, the byte-range lock released."""
+    with open(journal, "ab") as fence:
+        for _ in range(50):
+            done = mark.read_text() if mark.exists() else ""
+            assert poll(lambda: mark.exists() and mark.read_text() != done, 30, interval=0.0002)  # noqa: B023
+            fcntl.lockf(fence, fcntl.LOCK_EX)
+            number = int(mark.read_text())
+            assert poll(lambda: writes_journal(proc.pid, journal), 10)  # waiting in its hold
+            proc.send_signal(signal.SIGSTOP)
+            assert poll(lambda: state(proc.pid) in ("T", "t"), 5)
+            fcntl.lockf(fence, fcntl.LOCK_UN)
+            if running_with_params(journal) == [number]:
+                return number
+            proc.send_signal(signal.SIGCONT)
     raise AssertionError("never caught the worker writing a trial's end")
 
 

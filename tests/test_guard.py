@@ -226,6 +226,8 @@ def test_a_beat_never_writes_into_another_holder_s_open_lock_nor_counts(tmp_path
     assert Path(guard.path).read_bytes() == theirs
     assert guard.last == silent_since
     guard._beaten_at -= 2 * guard.grace_period  # silent long enough for others to break it
+    assert not guard.still_held()  # even on the same inode: the token inside is another's
+    assert not guard.may_write()
     guard.release()
     assert Path(guard.path).read_bytes() == theirs  # never moved, never removed
     assert guard.lost == 1

@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--heartbeat", type=float, default=None, help="guarded: beat interval")
     parser.add_argument("--guard-grace", type=float, default=None, help="guarded: grace period")
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds in each objective")
+    parser.add_argument(
+        "--mark", default=None, help="a file each objective writes its trial's number to"
+    )
     args = parser.parse_args(argv)
 
     import optuna
@@ -48,6 +51,10 @@ def main(argv: list[str] | None = None) -> None:
         x = trial.suggest_float("x", -10, 10)
         if args.sleep:
             time.sleep(args.sleep)
+        if args.mark:  # replaced whole: a reader never sees it half written
+            with open(args.mark + ".new", "w") as mark:
+                mark.write(str(trial.number))
+            os.replace(args.mark + ".new", args.mark)
         return x * x
 
     def record(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

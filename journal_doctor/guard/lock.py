@@ -325,7 +325,34 @@ class GuardedLock:
 
     def still_held(self) -> bool:
         """Fencing: is the lock at the path still the one this process made?"""
-        return self._held is not None and self._still(self._held)
+        held, record = self._held, self._record
+        try:
+            return held is not None and self._is_this_hold(self.path, held, record)
+        except OSError:
+            return False
+
+    def _silent(self) -> bool:
+        """Silent for two beats: others may have judged this holder dead (cut off, frozen)."""
+        return time.monotonic() - self._beaten_at >= 2 * self.heartbeat_interval
+
+    def _is_this_hold(self, name: str, held: Identity, record: HolderRecord | None) -> bool:
+        """Is the file at `name` the lock this hold made? Its identity (device, inode, a
+        symlink's mtime) says so while this holder beats: nobody breaks the lock of a holder
+        that beats. A silent one's lock may have been broken and retaken, and the new lock may
+        have the broken one's inode (a server's ext4 gives it to the next file at once: an
+        open lock, retaken by another host, passed for the cut-off holder's own on the NFS
+        bed): then the lock must also carry this hold's token."""
+        try:
+            if not is_file(held)(name):
+                return False
+        except FileNotFoundError:
+            raise  # gone: `remove_if` says so
+        except OSError:
+            return False  # ESTALE, EIO: not provably this hold's
+        if not self._silent():
+            return True
+        token = record.token if record is not None else self._template.token
+        return lock_token(name) == token
 
     def may_write(self) -> bool:
         """Still the lock this process made, and beaten (or taken) within the grace period: a
@@ -396,13 +423,6 @@ class GuardedLock:
             path=self.path,
             journal=self.journal,
         )
-
-    def _still(self, held: Identity) -> bool:
-        try:
-            st = os.lstat(self.path)
-        except OSError:
-            return False
-        return identity(st) == held
 
     @property
     def interval(self) -> float:
@@ -481,21 +501,12 @@ class GuardedLock:
                            removal.value)  # fmt: skip
 
     def _mine(self, held: Identity, record: HolderRecord | None) -> Callable[[str], bool]:
-        """`remove_if`'s check for the release. A holder that beat within two intervals can't
-        have been judged dead, so its lock is still the file it made (`held`). One silent
-        longer (cut off, frozen) may find another's lock at the name: then the directory is
-        changed first, so that an NFS client asks the server for the name instead of trusting
-        the entry it kept, and the lock must also carry this hold's token (a new lock may get
-        the broken one's inode)."""
-        if time.monotonic() - self._beaten_at < 2 * self.heartbeat_interval:
-            return is_file(held)
-        filesystem_now(self.directory)  # a file made and removed there: the directory changed
-        token = record.token if record is not None else self._template.token
-
-        def check(name: str) -> bool:
-            return is_file(held)(name) and lock_token(name) == token
-
-        return check
+        """`remove_if`'s check for the release: this hold's lock (`_is_this_hold`). A silent
+        holder changes the directory first, so that an NFS client asks the server for the
+        name instead of trusting the entry it kept."""
+        if self._silent():
+            filesystem_now(self.directory)  # a file made and removed there
+        return lambda name: self._is_this_hold(name, held, record)
 
 
 _LOCKS: weakref.WeakSet[GuardedLock] = weakref.WeakSet()

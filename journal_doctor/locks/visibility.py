@@ -110,22 +110,25 @@ def in_container() -> bool:
 
 
 def other_pid_namespaces() -> bool:
-    """Does any process on this host live in a pid namespace other than this one (a
-    container)? A pid a writer recorded may then be numbered by that namespace. Unknown is yes:
-    a process whose namespace cannot be read (another user's, without root) counts."""
+    """Does any process on this host live in a pid namespace below this one (a container)? A
+    pid a writer recorded may then be numbered by that namespace. Read from each process's
+    `NSpid` (one pid per namespace level; readable without ptrace rights, unlike its ns link,
+    which even root may be refused). Unknown is yes: a status that cannot be read counts."""
     try:
-        mine = os.stat("/proc/self/ns/pid").st_ino
         pids = [name for name in os.listdir("/proc") if name.isdigit()]
     except OSError:
         return True
     for pid in pids:
         try:
-            if os.stat(f"/proc/{pid}/ns/pid").st_ino != mine:
-                return True
+            with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+                nested = next((len(line.split()) > 2 for line in f if line.startswith("NSpid:")),
+                              None)  # fmt: skip
         except FileNotFoundError:
             continue  # exited meanwhile
         except OSError:
             return True
+        if nested is None or nested:
+            return True  # no NSpid (a kernel before 4.1): cannot tell
     return False
 
 
