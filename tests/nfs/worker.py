@@ -16,6 +16,12 @@ there as it is). One scenario per call; every line it prints is one event, read 
                                      take the lock, print "held PID", at a line on stdin append
                                      one op through the fenced write: "refused" while it may
                                      have lost the lock, "written LOST" once written
+  soak JOURNAL KIND GRACE MODE STOP SLEEP
+                                     a soak's worker (MODE guarded, plain, rustuna): "ack
+                                     NUMBER VALUE" per trial told COMPLETE, until file STOP
+  watch-renames DIR NAME             "watching", then at a line on stdin "renamed N": how often
+                                     NAME was renamed away in DIR meanwhile (inotify)
+  audit JOURNAL STUDY                 one JSON line: health, Optuna's load, COMPLETEs per trial
   stalled-append JOURNAL KIND GRACE TAG DELAY
                                      take the lock and append one op whose fsync starts DELAY
                                      seconds after its write (a cut between the two); prints
@@ -116,6 +122,128 @@ def optimize(journal: str, kind: str, grace: str, n: str, sleep: str, mode: str)
     say("finished")
 
 
+def soak(journal: str, kind: str, grace: str, mode: str, stop_file: str, sleep: str) -> None:
+    """A soak's worker (MODE guarded, plain or rustuna) on study "soak": "ack NUMBER VALUE"
+    once a trial's COMPLETE was written (what the worker was told), until STOP_FILE exists."""
+    say("started", os.getpid())
+    if mode == "rustuna":
+        return _rustuna_soak(journal, stop_file, float(sleep))
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if mode == "guarded":
+        import journal_doctor
+
+        callback = optuna.storages.RetryFailedTrialCallback(max_retry=None)
+        storage = journal_doctor.storage(journal, lock=kind, heartbeat_interval=float(grace) / 5,
+                                         grace_period=float(grace),
+                                         failed_trial_callback=callback)  # fmt: skip
+    else:
+        from journal_doctor.journal.optuna_api import (
+            file_backend_class,
+            journal_storage_class,
+            optuna_lock,
+        )
+
+        lock = optuna_lock(journal, KINDS[kind], grace_period=float(grace) * 3)
+        storage = journal_storage_class()(file_backend_class()(journal, lock_obj=lock))
+    study = optuna.create_study(study_name="soak", storage=storage, load_if_exists=True)
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", -10, 10)
+        time.sleep(float(sleep))
+        return x * x
+
+    def acked(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            say("ack", trial.number, repr(trial.value))
+        if os.path.exists(stop_file):
+            study.stop()
+
+    study.optimize(objective, n_trials=10**9, callbacks=[acked])
+    say("finished")
+
+
+def _rustuna_soak(journal: str, stop_file: str, sleep: float) -> None:
+    import rustuna
+
+    storage = rustuna.storages.JournalFileStorage(journal)
+    study = rustuna.create_study(study_name="soak", storage=storage, load_if_exists=True)
+    while not os.path.exists(stop_file):
+        trial = study.ask()
+        x = trial.suggest_float("x", -10, 10)
+        time.sleep(sleep)
+        study.tell(trial, x * x)
+        say("ack", trial.number, repr(x * x))
+    say("finished")
+
+
+def watch_renames(directory: str, name: str) -> None:
+    """Print "watching", then count the renames of `name` away in `directory` (inotify's
+    IN_MOVED_FROM: every rename, however brief, even one put back) until stdin says anything;
+    print "renamed N". Run on the server, where every client's rename happens."""
+    import ctypes
+    import select
+    import struct
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(os.O_NONBLOCK)
+    in_moved_from = 0x40
+    if fd < 0 or libc.inotify_add_watch(fd, directory.encode(), in_moved_from) < 0:
+        raise OSError(ctypes.get_errno(), "inotify")
+    say("watching")
+    renamed = 0
+    while True:
+        ready, _, _ = select.select([fd, sys.stdin], [], [])
+        if fd in ready:
+            data = os.read(fd, 65536)
+            while data:
+                _, _, _, size = struct.unpack_from("iIII", data)
+                moved = data[16 : 16 + size].rstrip(b"\0").decode()
+                renamed += moved == name
+                data = data[16 + size :]
+        if sys.stdin in ready:
+            say("renamed", renamed)
+            return
+
+
+def audit(journal: str, study_name: str) -> None:
+    """One JSON line: the journal's health, Optuna's load of the study (each trial's number,
+    state, value, and the trial it retries), and how often each trial's COMPLETE is written."""
+    import json
+
+    import optuna
+
+    from journal_doctor.journal.check import check_journal
+    from journal_doctor.journal.optuna_api import file_backend_class, journal_storage_class
+
+    health = check_journal(journal)
+    out: dict[str, object] = {"healthy": health.healthy, "summary": health.summary}
+    completes: dict[int, int] = {}
+    with open(journal, "rb") as f:
+        for line in f:
+            try:
+                op = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(op, dict) and op.get("op_code") == 6 and op.get("state") == 1:
+                completes[op.get("trial_id")] = completes.get(op.get("trial_id"), 0) + 1
+    try:
+        storage = journal_storage_class()(file_backend_class()(journal))
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        out["trials"] = [
+            {"number": t.number, "state": t.state.name, "value": t.value,
+             "retry_of": t.system_attrs.get("failed_trial")}
+            for t in study.trials
+        ]  # fmt: skip
+        out["completes"] = {str(t.number): completes.get(t._trial_id, 0) for t in study.trials}
+        out["loads"] = True
+    except Exception as err:  # whatever Optuna raises, the journal does not load
+        out["loads"] = False
+        out["error"] = f"{type(err).__name__}: {err}"[:300]
+    print(json.dumps(out))
+
+
 def op(tag: str) -> bytes:
     """SET_STUDY_USER_ATTR on study 0: `tag` appears in the journal once per op written."""
     attr = f'"user_attr":{{"{tag}":1}}'
@@ -169,5 +297,8 @@ if __name__ == "__main__":
         "optimize": optimize,
         "frozen-append": frozen_append,
         "stalled-append": stalled_append,
+        "soak": soak,
+        "audit": audit,
+        "watch-renames": watch_renames,
     }
     scenarios[sys.argv[1]](*sys.argv[2:])
