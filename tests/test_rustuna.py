@@ -20,7 +20,7 @@ import journal_doctor
 from journal_doctor.journal.check import check_journal
 from journal_doctor.locks.visibility import other_pid_namespaces
 
-from helpers import PYTHON, doctor_json, line_count, poll, require, run_doctor
+from helpers import PYTHON, doctor_json, line_count, need_root, poll, require, run_doctor
 
 try:
     import rustuna
@@ -201,6 +201,28 @@ def test_trials_proves_a_killed_rustuna_worker_gone_by_its_pid(tmp_path: Path) -
         assert [t.state.name for t in load(journal).trials] == ["FAIL"]
     finally:
         alive.kill()
+
+
+def test_a_rustuna_pid_proves_nothing_while_a_container_runs_on_the_host(tmp_path: Path) -> None:
+    """A Rustuna worker in a container records the pid its own pid namespace gave it, which
+    may name nothing, or another process, out here: while any container runs on the host, no
+    pid proves a Rustuna worker gone (fail closed)."""
+    need_root("unshare")
+    journal = tmp_path / "j.log"
+    worker = rustuna_worker(journal, "1", "0", "--ask")
+    container = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", "sleep", "60"])
+    try:
+        assert first_line(worker).startswith("asked")
+        worker.kill()
+        worker.wait()
+        assert poll(other_pid_namespaces, 10)
+        _, report = doctor_json("trials", str(journal))
+        (trial,) = report["open_trials"]  # type: ignore[misc]
+        assert trial["worker_pid"] == worker.pid
+        assert trial["evidence"] == "", trial
+    finally:
+        container.kill()
+        container.wait()
 
 
 def test_guarded_optuna_and_rustuna_workers_share_a_journal(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ failing seed runs the same faults again (`--seed`).
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import queue
@@ -36,7 +37,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent.parent))  # run as a script: tests/ on the path
 
-from nfs.bed import BED, EXPORT, LEASE, MNT, PYTHON, WORKER, Bed, Remote
+from nfs.bed import BED, EXPORT, LEASE, MNT, Bed, Remote
+from nfs.worker import audit_journal
 
 GRACE = 4.0  # the guarded workers' grace period (the default is 10 s)
 MODES = ("guarded", "plain", "rustuna")
@@ -59,7 +61,7 @@ class Worker:
     mode: str
     proc: Remote
     pid: str = ""
-    acks: list[tuple[int, str]] = field(default_factory=list)
+    acks: list[tuple[int, str, float]] = field(default_factory=list)
     stderr: str = ""
     lines: list[str] = field(default_factory=list)
 
@@ -74,7 +76,7 @@ class Worker:
             self.lines.append(line)
             words = line.split()
             if words[:1] == ["ack"]:
-                self.acks.append((int(words[1]), words[2]))
+                self.acks.append((int(words[1]), words[2], float(words[3])))
             elif words[:1] == ["started"]:
                 self.pid = words[1]
 
@@ -120,9 +122,7 @@ class Soak:
     # --- faults --------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        self.bed.run("nfsA", f"mkdir -p {self.directory}")
-        for host in CLIENTS:
-            self.start(host)
+        self.begin()
         scanner = threading.Thread(target=self._scan_loop, daemon=True)
         scanner.start()
         ends = time.monotonic() + self.seconds
@@ -178,9 +178,36 @@ class Soak:
 
     def _server_restart(self, fault: Fault, host: str) -> None:
         fault.target = "nfsS"
+        self.restart_server(self.rng.uniform(2, 8))
+
+    def restart_server(self, downtime: float) -> float:
+        """The server killed, and booted again `downtime` seconds later; when it is back."""
         self.bed.kill("nfsS")
-        self._pause(self.rng.uniform(2, 8))
+        self._pause(downtime)
         self.bed.boot("nfsS")
+        return time.time()
+
+    def begin(self) -> None:
+        """The fleet on both hosts, each worker past its first acknowledged trial."""
+        self.bed.run("nfsA", f"mkdir -p {self.directory}")
+        for host in CLIENTS:
+            self.start(host)
+        deadline = time.monotonic() + 180
+        while not all(w.acks for w in self.workers) and time.monotonic() < deadline:
+            self._pause(0.5)
+
+    def next_ack_after(self, worker: Worker, since: float, timeout: float) -> float | None:
+        """Seconds from `since` to the worker's first acknowledged trial after it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.drain()
+            later = [at for _, _, at in worker.acks if at > since]
+            if later:
+                return min(later) - since
+            if worker.proc.poll() is not None:
+                return None  # it died: its stderr, at the end, says why
+            time.sleep(0.2)
+        return None
 
     def _clock_step(self, fault: Fault, host: str) -> None:
         minutes = self.rng.choice((-1, 1)) * self.rng.randint(1, 5)
@@ -257,8 +284,8 @@ class Soak:
             f"{f.start:.3f} {f.end:.3f} {f.kind} {f.target} {f.detail}\n" for f in self.faults
         ]
         (self.out / "faults.log").write_text("\n".join(logged) + "\n")
-        for worker in self.workers:
-            name = f"{worker.host}-{worker.mode}-{worker.pid or 'x'}"
+        for number, worker in enumerate(self.workers):
+            name = f"{number:02d}-{worker.host}-{worker.mode}-{worker.pid or 'x'}"
             (self.out / f"{name}.out").write_text("\n".join(worker.lines) + "\n")
             (self.out / f"{name}.err").write_text(worker.stderr)
         return report
@@ -267,10 +294,10 @@ class Soak:
         acks = [ack for w in self.workers if w.mode == mode for ack in w.acks]
         seen = self._read_on_server(self.journal(mode))
         trials = {t["number"]: t for t in seen.get("trials", [])}
-        lost = [n for n, value in acks
+        lost = [n for n, value, _ in acks
                 if n not in trials or trials[n]["state"] != "COMPLETE"
                 or repr(trials[n]["value"]) != value]  # fmt: skip
-        twice = [n for n, _ in acks if seen.get("completes", {}).get(str(n), 0) > 1]
+        twice = [n for n, _, _ in acks if seen.get("completes", {}).get(str(n), 0) > 1]
         failed = {n for n, t in trials.items() if t["state"] == "FAIL"}
         retried = {t["retry_of"] for t in trials.values() if t["retry_of"] is not None}
         return {
@@ -283,10 +310,12 @@ class Soak:
         }  # fmt: skip
 
     def _read_on_server(self, journal: str) -> dict[str, Any]:
-        """worker.py's `audit` of the journal, on the server's own disk."""
-        command = f"{PYTHON} {WORKER} audit {journal.replace(MNT, EXPORT)} soak"
-        text = self.bed.run("nfsS", command, 300)
-        return json.loads(text.strip().splitlines()[-1])  # type: ignore[no-any-return]
+        """The journal as the server's own disk has it, copied here and audited
+        (`worker.audit_journal`): Optuna's import alone takes a minute in the server's guest."""
+        encoded = self.bed.run("nfsS", f"base64 -w0 {journal.replace(MNT, EXPORT)}", 300)
+        copy = self.out / Path(journal).name
+        copy.write_bytes(base64.b64decode(encoded))
+        return audit_journal(str(copy), "soak")
 
     def _faulted(self, host: str, at: float, before: float) -> bool:
         """Did `host` (or a worker on it, or the server) have a fault in [at - before, at]?"""

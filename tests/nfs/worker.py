@@ -18,7 +18,7 @@ there as it is). One scenario per call; every line it prints is one event, read 
                                      have lost the lock, "written LOST" once written
   soak JOURNAL KIND GRACE MODE STOP SLEEP
                                      a soak's worker (MODE guarded, plain, rustuna): "ack
-                                     NUMBER VALUE" per trial told COMPLETE, until file STOP
+                                     NUMBER VALUE TIME" per trial told COMPLETE, until file STOP
   watch-renames DIR NAME             "watching", then at a line on stdin "renamed N": how often
                                      NAME was renamed away in DIR meanwhile (inotify)
   audit JOURNAL STUDY                 one JSON line: health, Optuna's load, COMPLETEs per trial
@@ -123,7 +123,7 @@ def optimize(journal: str, kind: str, grace: str, n: str, sleep: str, mode: str)
 
 
 def soak(journal: str, kind: str, grace: str, mode: str, stop_file: str, sleep: str) -> None:
-    """A soak's worker (MODE guarded, plain or rustuna) on study "soak": "ack NUMBER VALUE"
+    """A soak's worker (MODE guarded, plain or rustuna) on study "soak": "ack NUMBER VALUE TIME"
     once a trial's COMPLETE was written (what the worker was told), until STOP_FILE exists."""
     say("started", os.getpid())
     if mode == "rustuna":
@@ -156,7 +156,7 @@ def soak(journal: str, kind: str, grace: str, mode: str, stop_file: str, sleep: 
 
     def acked(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if trial.state == optuna.trial.TrialState.COMPLETE:
-            say("ack", trial.number, repr(trial.value))
+            say("ack", trial.number, repr(trial.value), time.time())
         if os.path.exists(stop_file):
             study.stop()
 
@@ -173,8 +173,8 @@ def _rustuna_soak(journal: str, stop_file: str, sleep: float) -> None:
         trial = study.ask()
         x = trial.suggest_float("x", -10, 10)
         time.sleep(sleep)
-        study.tell(trial, x * x)
-        say("ack", trial.number, repr(x * x))
+        study.tell(trial.number, x * x)
+        say("ack", trial.number, repr(x * x), time.time())
     say("finished")
 
 
@@ -208,8 +208,15 @@ def watch_renames(directory: str, name: str) -> None:
 
 
 def audit(journal: str, study_name: str) -> None:
-    """One JSON line: the journal's health, Optuna's load of the study (each trial's number,
-    state, value, and the trial it retries), and how often each trial's COMPLETE is written."""
+    """One JSON line: `audit_journal`."""
+    import json
+
+    print(json.dumps(audit_journal(journal, study_name)))
+
+
+def audit_journal(journal: str, study_name: str) -> dict[str, object]:
+    """The journal's health, Optuna's load of the study (each trial's number, state, value, and
+    the trial it retries), and how often each trial's COMPLETE is written."""
     import json
 
     import optuna
@@ -241,7 +248,7 @@ def audit(journal: str, study_name: str) -> None:
     except Exception as err:  # whatever Optuna raises, the journal does not load
         out["loads"] = False
         out["error"] = f"{type(err).__name__}: {err}"[:300]
-    print(json.dumps(out))
+    return out
 
 
 def op(tag: str) -> bytes:
