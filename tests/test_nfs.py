@@ -348,20 +348,20 @@ def test_hosts_whose_clocks_disagree_by_minutes_break_no_live_lock(
         bed.run("nfsB", "date -s '-5 min' >/dev/null")
 
 
-@pytest.mark.parametrize("step", ["+5 min", "-5 min"])
-def test_a_holder_whose_clock_steps_while_it_holds_the_lock_keeps_it(
-    bed: Bed, study_dir: str, step: str
+def test_a_holder_whose_clock_steps_back_while_it_holds_the_lock_keeps_it(
+    bed: Bed, study_dir: str
 ) -> None:
-    """nfsA's guarded holder holds the lock and beats; nfsA's clock steps by minutes (NTP,
-    a VM restored from a snapshot). nfsB's waiter waits past the grace period and nfsB's clean
-    removes nothing: beats are aged on the server's clock, and the holder's own silence on its
-    monotonic clock, neither of which stepped. The holder still holds its lock when it lets go."""
+    """nfsA's guarded holder holds the lock and beats; nfsA's clock steps 5 minutes back (NTP,
+    a VM restored from a snapshot): the direction in which its beats, stamped with its own clock
+    where NFSv4.2 delegates timestamps, look minutes old to the other host. nfsB's waiter waits
+    past the grace period and nfsB's clean removes nothing: a stale-looking beat of another host
+    is watched for its grace period before it is believed, and the holder's own silence is
+    counted on its monotonic clock, which did not step. It still holds its lock at the end."""
     journal = f"{study_dir}/journal.log"
     bed.run("nfsA", f"touch {journal}")
     holder = bed.on("nfsA", "hold", journal, "symlink", str(GRACE))
     lines(holder, "held", 60)
-    back = "-5 min" if step.startswith("+") else "+5 min"
-    bed.run("nfsA", f"date -s '{step}' >/dev/null")
+    bed.run("nfsA", "date -s '-5 min' >/dev/null")
     try:
         waiter = bed.on("nfsB", "take-release", journal, "symlink", str(GRACE))
         time.sleep(GRACE * 2)
@@ -373,7 +373,7 @@ def test_a_holder_whose_clock_steps_while_it_holds_the_lock_keeps_it(
         assert "lost=0" in released, released
         lines(waiter, "done", 60)  # it got the lock once the holder let go
     finally:
-        bed.run("nfsA", f"date -s '{back}' >/dev/null")
+        bed.run("nfsA", "date -s '+5 min' >/dev/null")
 
 
 @pytest.mark.parametrize("kind", ["symlink", "open"])
@@ -505,14 +505,14 @@ def test_a_server_restart_stops_guarded_workers_no_longer_than_plain_ones(
     assert not problems(report), problems(report)
 
 
-SOAK_SECONDS = float(os.environ.get("JD_NFS_SOAK_SECONDS", "120"))
+SOAK_SECONDS = float(os.environ.get("JD_NFS_SOAK_SECONDS", "90"))
 
 
 @pytest.mark.soak
 def test_a_randomized_fault_soak_loses_no_acknowledged_op(
     bed: Bed, tmp_path: Path, record_property: Callable[[str, object], None]
 ) -> None:
-    """`tests/nfs/soak.py` for JD_NFS_SOAK_SECONDS (120 s here; an hour before a release):
+    """`tests/nfs/soak.py` for JD_NFS_SOAK_SECONDS (90 s here; an hour before a release):
     guarded workers on both hosts through host deaths, freezes, partitions, server restarts,
     clock steps and a full export, drawn from a recorded seed. Nothing a guarded worker was told
     is lost or written twice, the journal loads, no live lock is broken. Last in this module:
