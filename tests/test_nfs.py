@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from helpers import need_root, poll, require
-from nfs.bed import BED, DOCTOR, EXPORT, MNT, PYTHON, Bed, lines, tell
+from nfs.bed import BED, DOCTOR, EXPORT, LEASE, MNT, PYTHON, Bed, lines, tell
 from nfs.soak import Soak, problems
 
 pytestmark = pytest.mark.slow
@@ -484,10 +484,14 @@ def test_a_server_restart_stops_guarded_workers_no_longer_than_plain_ones(
     bed: Bed, tmp_path: Path
 ) -> None:
     """Guarded, plain Optuna and Rustuna workers on both hosts (each kind on a journal of its
-    own); the server is killed and booted again 5 s later. Every guarded worker acknowledges a
-    trial again within what the slower plain worker needs plus 5 s, and nothing any of them was
-    told is lost. (Before: with the symlink lock no guarded worker finished a trial in the 60 s
-    after the server was back.)"""
+    own); the server is killed and booted again 5 s later. Nothing any of them was told is
+    lost. On NFSv3 (`nolock`: no fence) every guarded worker acknowledges a trial again within
+    what the slower plain worker needs plus 5 s. On NFSv4 the fence's byte-range lock is a new
+    lock, which a restarted server refuses until its grace period for locks ends (it cannot yet
+    know whether a client that held a lock will reclaim it: that refusal is the fence at work),
+    so there the bound is plain + 5 s + the lease and the grace time (measured: 20.7-20.9 s
+    against 0.05-3.3 s; 33-35 s before the lock was asked without blocking, when the client's
+    own back-off, doubling to 30 s, came on top)."""
     soak = Soak(bed, 0, 0, tmp_path)
     soak.begin()
     back = soak.restart_server(5)
@@ -501,7 +505,9 @@ def test_a_server_restart_stops_guarded_workers_no_longer_than_plain_ones(
     plain = [d for name, d in delays.items() if name.endswith("/plain")]
     guarded = [d for name, d in delays.items() if name.endswith("/guarded")]
     assert None not in guarded, delays
-    assert max(guarded) <= max(d or 150 for d in plain) + 5, delays  # type: ignore[operator]
+    assert None not in plain, delays
+    grace = LEASE + 10 if bed.vers.startswith("4") else 0  # the bed's nfsv4gracetime is 10 s
+    assert max(guarded) <= max(plain) + 5 + grace, delays  # type: ignore[type-var,operator]
     assert not problems(report), problems(report)
 
 
