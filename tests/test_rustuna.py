@@ -261,8 +261,9 @@ def test_a_journal_s_naive_and_aware_times_are_each_answered_in_their_own_dialec
     tmp_path: Path,
 ) -> None:
     """A study started by Optuna 4.4 (naive times) and resumed by Rustuna or Optuna 5 (aware):
-    ages of both are listed, and each FAIL the doctor writes matches its trial's start, so that
-    every version subtracts them (3.6-4.4 raise on naive minus aware)."""
+    ages of both are listed, each FAIL the doctor writes matches its trial's start, so that
+    every version subtracts them (3.6-4.4 raise on naive minus aware), and migrate copies and
+    verifies both."""
     journal = tmp_path / "j.log"
     storage = rustuna.storages.JournalFileStorage(str(journal))
     study = rustuna.create_study(study_name="doctor-demo", storage=storage)
@@ -282,3 +283,7 @@ def test_a_journal_s_naive_and_aware_times_are_each_answered_in_their_own_dialec
     assert "+" not in completes[1]
     assert check_journal(str(journal)).healthy
     assert [t.state.name for t in load(journal).trials] == ["FAIL", "FAIL"]
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    code, report = doctor_json("migrate", "--force", str(journal), url)
+    assert code == 0, report
+    assert report["verified"] is True  # both dialects copied, and compared, time for time
