@@ -33,6 +33,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 from journal_doctor.errors import LockLost
 from journal_doctor.guard.lock import GuardedLock
@@ -87,15 +89,19 @@ def take_release(journal: str, kind: str, grace: str) -> None:
         say("released")
 
 
-def optimize(journal: str, kind: str, grace: str, n: str, sleep: str, mode: str) -> None:
+def optuna_study(
+    journal: str, kind: str, grace: str, mode: str, name: str, *, soak: bool = False
+) -> Any:
+    """Study `name` through `journal_doctor.storage()` (MODE guarded: its trials of dead workers
+    failed and retried, three times, or without end in a soak) or Optuna's own lock (plain:
+    Optuna's grace period, or in a soak three times the guarded one's)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    say("started", os.getpid())  # before it waits for any lock
     if mode == "guarded":
         import journal_doctor
 
-        callback = optuna.storages.RetryFailedTrialCallback(max_retry=3)
+        callback = optuna.storages.RetryFailedTrialCallback(max_retry=None if soak else 3)
         storage = journal_doctor.storage(journal, lock=kind, heartbeat_interval=float(grace) / 5,
                                          grace_period=float(grace),
                                          failed_trial_callback=callback)  # fmt: skip
@@ -106,19 +112,29 @@ def optimize(journal: str, kind: str, grace: str, n: str, sleep: str, mode: str)
             optuna_lock,
         )
 
-        lock = optuna_lock(journal, KINDS[kind])
+        options = {"grace_period": float(grace) * 3} if soak else {}
+        lock = optuna_lock(journal, KINDS[kind], **options)
         storage = journal_storage_class()(file_backend_class()(journal, lock_obj=lock))
-    study = optuna.create_study(study_name="nfs", storage=storage, load_if_exists=True)
+    return optuna.create_study(study_name=name, storage=storage, load_if_exists=True)
 
-    def objective(trial: optuna.Trial) -> float:
-        x = trial.suggest_float("x", -10, 10)
+
+def objective(sleep: str) -> Callable[[Any], float]:
+    def evaluate(trial: Any) -> float:
+        x: float = trial.suggest_float("x", -10, 10)
         time.sleep(float(sleep))
         return x * x
 
-    def done(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    return evaluate
+
+
+def optimize(journal: str, kind: str, grace: str, n: str, sleep: str, mode: str) -> None:
+    say("started", os.getpid())  # before it waits for any lock
+    study = optuna_study(journal, kind, grace, mode, "nfs")
+
+    def done(study: Any, trial: Any) -> None:
         say("trial", trial.number, repr(trial.value), time.time())
 
-    study.optimize(objective, n_trials=int(n), callbacks=[done])
+    study.optimize(objective(sleep), n_trials=int(n), callbacks=[done])
     say("finished")
 
 
@@ -128,39 +144,17 @@ def soak(journal: str, kind: str, grace: str, mode: str, stop_file: str, sleep: 
     say("started", os.getpid())
     if mode == "rustuna":
         return _rustuna_soak(journal, stop_file, float(sleep))
-    import optuna
+    from optuna.trial import TrialState
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if mode == "guarded":
-        import journal_doctor
+    study = optuna_study(journal, kind, grace, mode, "soak", soak=True)
 
-        callback = optuna.storages.RetryFailedTrialCallback(max_retry=None)
-        storage = journal_doctor.storage(journal, lock=kind, heartbeat_interval=float(grace) / 5,
-                                         grace_period=float(grace),
-                                         failed_trial_callback=callback)  # fmt: skip
-    else:
-        from journal_doctor.journal.optuna_api import (
-            file_backend_class,
-            journal_storage_class,
-            optuna_lock,
-        )
-
-        lock = optuna_lock(journal, KINDS[kind], grace_period=float(grace) * 3)
-        storage = journal_storage_class()(file_backend_class()(journal, lock_obj=lock))
-    study = optuna.create_study(study_name="soak", storage=storage, load_if_exists=True)
-
-    def objective(trial: optuna.Trial) -> float:
-        x = trial.suggest_float("x", -10, 10)
-        time.sleep(float(sleep))
-        return x * x
-
-    def acked(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if trial.state == optuna.trial.TrialState.COMPLETE:
+    def acked(study: Any, trial: Any) -> None:
+        if trial.state == TrialState.COMPLETE:
             say("ack", trial.number, repr(trial.value), time.time())
         if os.path.exists(stop_file):
             study.stop()
 
-    study.optimize(objective, n_trials=10**9, callbacks=[acked])
+    study.optimize(objective(sleep), n_trials=10**9, callbacks=[acked])
     say("finished")
 
 
