@@ -128,6 +128,8 @@ def objective(sleep: str) -> Callable[[Any], float]:
 
 
 def optimize(journal: str, kind: str, grace: str, n: str, sleep: str, mode: str) -> None:
+    import optuna  # noqa: F401 - loaded before "started", so the journal follows it soon
+
     say("started", os.getpid())  # before it waits for any lock
     study = optuna_study(journal, kind, grace, mode, "nfs")
 
