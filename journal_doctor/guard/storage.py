@@ -191,18 +191,13 @@ class GuardedJournalStorage(DialectMixin, journal_storage_class(), BaseHeartbeat
     def set_trial_state_values(self, trial_id: int, state: Any, values: Any = None) -> bool:
         if not state.is_finished():
             return bool(super().set_trial_state_values(trial_id, state, values))
-        guard: GuardedLock = self._backend._lock
-        lost_before = guard.lost
         with self._heartbeats.finishing(trial_id):
             try:
                 return bool(super().set_trial_state_values(trial_id, state, values))
             except LockLost as err:
                 return self._finish_after(err, trial_id, state, values)
-            except _UPDATE_FINISHED as err:
-                if guard.lost == lost_before:
-                    raise  # a finished trial told again: Optuna's contract is this error
-                # Written again after the lock was found broken, over the fleet's FAIL.
-                return self._finish_after(err, trial_id, state, values)
+            except _UPDATE_FINISHED:
+                raise  # a finished trial told again: Optuna's contract is this error
             except Exception:
                 self._told[trial_id] = (state, values)
                 raise
